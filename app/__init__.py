@@ -1,0 +1,3 @@
+"""stopguard: SMS opt-out enforcement on Kafka."""
+
+__version__ = "0.1.0"

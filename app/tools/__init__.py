@@ -1,0 +1,1 @@
+"""Tools around the worker: embedded broker, admin, CLI, demo, audit, bench."""

@@ -1,0 +1,1 @@
+"""The Faust worker: app object, tables, agents and HTTP views."""

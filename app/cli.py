@@ -64,6 +64,84 @@ def demo(
     run_demo(_settings(), console, timeout)
 
 
+@cli.command()
+def audit(
+    report: str = typer.Option("audit-report.jsonl", help="JSON-lines findings."),
+    since: str | None = typer.Option(None, help="RFC 3339; requests from then."),
+    until: str | None = typer.Option(None, help="RFC 3339; requests until then."),
+    subscriber: str | None = typer.Option(None, help="Audit one subscriber."),
+) -> None:
+    """Replay the recorded topics and check every decision (1: discrepancies)."""
+    from pathlib import Path
+
+    from app.tools.audit import AuditFilter, audit_command, parse_moment
+    from app.tools.clients import tool_settings
+    from app.tools.status import canonical_subscriber
+
+    audit_filter = AuditFilter(
+        since=parse_moment(since, "--since"),
+        until=parse_moment(until, "--until"),
+        subscriber=canonical_subscriber(subscriber) if subscriber else None,
+    )
+    settings = tool_settings(_settings())
+    raise typer.Exit(audit_command(settings, audit_filter, Path(report), console))
+
+
+@cli.command()
+def status(
+    subscriber: str = typer.Argument(..., help="The subscriber's E.164 number."),
+    url: str | None = typer.Option(None, help="A worker's HTTP API."),
+    from_topics: bool = typer.Option(False, help="Rebuild from sms.optout.events."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """A subscriber's consent in every scope and its history."""
+    from app.tools.clients import tool_settings
+    from app.tools.status import status_command
+
+    settings = tool_settings(_settings())
+    status_command(
+        settings,
+        subscriber,
+        url=url,
+        from_topics=from_topics,
+        as_json=as_json,
+        console=console,
+    )
+
+
+@cli.command("import")
+def import_list(
+    file: str = typer.Argument(..., help="CSV: subscriber, scope or sender, ..."),
+    dry_run: bool = typer.Option(False, help="Validate only; produce nothing."),
+    strict: bool = typer.Option(False, help="Produce nothing if any row is bad."),
+) -> None:
+    """Import an opt-out list (exit 1 if any row is bad)."""
+    from pathlib import Path
+
+    from app.tools.clients import tool_settings
+    from app.tools.importer import import_command
+
+    settings = tool_settings(_settings())
+    code = import_command(
+        settings, Path(file), dry_run=dry_run, strict=strict, console=errors
+    )
+    raise typer.Exit(code)
+
+
+@cli.command()
+def export(
+    output: str | None = typer.Option(None, help="CSV file; standard output if unset."),
+) -> None:
+    """The opt-outs in force as CSV, rebuilt from sms.optout.events."""
+    from pathlib import Path
+
+    from app.tools.clients import tool_settings
+    from app.tools.consent_log import export_command
+
+    settings = tool_settings(_settings())
+    export_command(settings, Path(output) if output else None, console)
+
+
 def main() -> None:
     try:
         cli()

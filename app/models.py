@@ -60,6 +60,16 @@ class SendRequest(WireModel):
     requested_at: Annotated[AwareDatetime, Field(strict=False)]
 
 
+class ConsentImport(WireModel):
+    """One row of an imported opt-out list, on its way to the worker."""
+
+    import_id: Identifier
+    subscriber: PhoneField
+    scope: Annotated[str, StringConstraints(pattern=r"^(campaign|number):.+$")]
+    at: Annotated[AwareDatetime, Field(strict=False)]
+    source: Annotated[str, StringConstraints(max_length=256)] = "import"
+
+
 class NumberRegistration(WireModel):
     number: PhoneField
     type: NumberType

@@ -17,6 +17,7 @@ DEFAULT_TOPICS_FILE = Path(__file__).resolve().parent.parent / "topics" / "topic
 TOPIC_KEYS = (
     "inbound",
     "requests",
+    "imports",
     "numbers",
     "approved",
     "rejected",

@@ -14,12 +14,13 @@ from pydantic import BaseModel, ConfigDict
 
 from app.models import (
     ConsentEvent,
+    ConsentImport,
     Decision,
     InboundMessage,
     SendRequest,
     format_time,
 )
-from app.rules.keywords import KeywordPolicy
+from app.rules.keywords import ConsentAction, KeywordPolicy
 from app.rules.numbers import SenderProfile
 
 ACK_WINDOW = timedelta(minutes=5)
@@ -107,25 +108,72 @@ def apply_inbound(
     action, keyword = match
     scope = scope_of(profile)
     if action == "opt_out":
-        _record_opt_out(consent, scope, message, keyword)
+        opt_out = ScopeOptOut(
+            opted_out_at=message.received_at,
+            message_id=message.message_id,
+            keyword=keyword,
+            number=profile.number,
+        )
+        _record_opt_out(consent, scope, opt_out)
     elif action == "opt_in":
         _clear_opt_out(consent, scope, message.received_at)
-    return _remember(consent, _event(consent, message, scope, action, keyword, policy))
+    event = _event(
+        consent,
+        message.message_id,
+        scope,
+        action,
+        keyword,
+        number=profile.number,
+        at=message.received_at,
+        policy=policy.name,
+    )
+    return _remember(consent, event)
+
+
+IMPORT_KEYWORD = "IMPORT"
+
+
+def apply_import(consent: SubscriberConsent, row: ConsentImport) -> ConsentEvent:
+    """Record an opt-out taken over from another provider's list.
+
+    It blocks like any opt-out but opens no acknowledgement window: the
+    subscriber was acknowledged, if at all, by the provider that got the STOP.
+    """
+    for event in consent.history:
+        if event.message_id == row.import_id:
+            return event
+    number = (
+        row.scope.removeprefix("number:") if row.scope.startswith("number:") else ""
+    )
+    opt_out = ScopeOptOut(
+        opted_out_at=row.at,
+        message_id=row.import_id,
+        keyword=IMPORT_KEYWORD,
+        number=number,
+        ack_used=True,
+    )
+    _record_opt_out(consent, row.scope, opt_out)
+    event = _event(
+        consent,
+        row.import_id,
+        row.scope,
+        "opt_out",
+        IMPORT_KEYWORD,
+        number=number,
+        at=row.at,
+        policy=f"import:{row.source}",
+    )
+    return _remember(consent, event)
 
 
 def _record_opt_out(
-    consent: SubscriberConsent, scope: str, message: InboundMessage, keyword: str
+    consent: SubscriberConsent, scope: str, opt_out: ScopeOptOut
 ) -> None:
     current = consent.opt_outs.get(scope)
     # A keyword that arrives late must not reopen an older window.
-    if current is not None and current.opted_out_at > message.received_at:
+    if current is not None and current.opted_out_at > opt_out.opted_out_at:
         return
-    consent.opt_outs[scope] = ScopeOptOut(
-        opted_out_at=message.received_at,
-        message_id=message.message_id,
-        keyword=keyword,
-        number=message.number,
-    )
+    consent.opt_outs[scope] = opt_out
 
 
 def _clear_opt_out(
@@ -139,23 +187,26 @@ def _clear_opt_out(
 
 def _event(
     consent: SubscriberConsent,
-    message: InboundMessage,
+    message_id: str,
     scope: str,
-    action: str,
+    action: ConsentAction,
     keyword: str,
-    policy: KeywordPolicy,
+    *,
+    number: str,
+    at: datetime,
+    policy: str,
 ) -> ConsentEvent:
     consent.sequence += 1
     return ConsentEvent(
-        event_id=f"{message.message_id}:{action}",
+        event_id=f"{message_id}:{action}",
         subscriber=consent.subscriber,
         scope=scope,
-        action=action,  # type: ignore[arg-type]
+        action=action,
         keyword=keyword,
-        message_id=message.message_id,
-        number=message.number,
-        at=format_time(message.received_at) or "",
-        policy=policy.name,
+        message_id=message_id,
+        number=number,
+        at=format_time(at) or "",
+        policy=policy,
         sequence=consent.sequence,
     )
 

@@ -43,6 +43,7 @@ def _start_faust_worker(settings: Settings) -> None:
     from app.worker.app import Stopguard
     from app.worker.web import register_views
 
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     stopguard = Stopguard(settings)
     register_views(stopguard)
     worker = faust.Worker(

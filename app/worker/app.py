@@ -19,9 +19,16 @@ from faust.types import TP, EventT, StreamT
 
 from app.errors import InvalidRecord
 from app.keyword_policy import load_policy
-from app.models import Decision, InboundMessage, SendRequest
+from app.models import (
+    ConsentEvent,
+    ConsentImport,
+    Decision,
+    InboundMessage,
+    SendRequest,
+)
 from app.rules.consent import (
     SubscriberConsent,
+    apply_import,
     apply_inbound,
     decide,
     invalid_number_decision,
@@ -48,7 +55,7 @@ class Held:
     """A valid record waiting in the aligner for its turn."""
 
     event: EventT
-    record: InboundMessage | SendRequest
+    record: InboundMessage | SendRequest | ConsentImport
     subscriber: str
     number: str  # our number: the sender of a send, the receiver of an inbound
     arrived: float = field(default_factory=time.monotonic)
@@ -95,7 +102,11 @@ class Stopguard:
         )
         self.app.service(self.directory)  # type: ignore[arg-type]
         self.aligner: EventTimeAligner[Held] = EventTimeAligner(
-            inbound_topics=(self.catalog.inbound, self.catalog.rekeyed),
+            inbound_topics=(
+                self.catalog.inbound,
+                self.catalog.imports,
+                self.catalog.rekeyed,
+            ),
             max_idle=settings.max_idle_ms / 1000,
         )
         self._next_offsets: dict[TP, int] = {}
@@ -137,6 +148,8 @@ class Stopguard:
         try:
             if topic == self.catalog.inbound:
                 await self._on_inbound(event, parse(InboundMessage, message.value))
+            elif topic == self.catalog.imports:
+                await self._on_import(event, parse(ConsentImport, message.value))
             else:
                 await self._on_request(event, parse(SendRequest, message.value))
         except InvalidRecord as exc:
@@ -166,6 +179,18 @@ class Stopguard:
             return
         held = Held(event, message, subscriber, number)
         self._hold("inbound", held, message.received_at.timestamp())
+
+    async def _on_import(self, event: EventT, row: ConsentImport) -> None:
+        subscriber = subscriber_number(row.subscriber)
+        if subscriber is None:
+            raise InvalidRecord(
+                f"import field 'subscriber' is {row.subscriber!r}, not an E.164 "
+                "subscriber number"
+            )
+        if await self._rekeyed_elsewhere(event, subscriber, self.catalog.imports):
+            return
+        held = Held(event, row, subscriber, number="")
+        self._hold("inbound", held, row.at.timestamp())
 
     async def _on_request(self, event: EventT, request: SendRequest) -> None:
         sender = sender_number(request.sender)
@@ -222,6 +247,8 @@ class Stopguard:
         for held in released:
             if isinstance(held.record, InboundMessage):
                 await self._apply_inbound(held)
+            elif isinstance(held.record, ConsentImport):
+                await self._apply_import(held)
             else:
                 await self._judge(held)
                 metrics.DECISION_LATENCY.observe(time.monotonic() - held.arrived)
@@ -257,9 +284,22 @@ class Stopguard:
         if change is None:
             metrics.PLAIN_TEXTS.inc()
         else:
-            await self.events.send(key=held.subscriber, value=change.to_json())
-            metrics.CONSENT_EVENTS.labels(change.action).inc()
+            await self._publish_change(held.subscriber, change)
         held.event.ack()
+
+    async def _apply_import(self, held: Held) -> None:
+        row = held.record
+        assert isinstance(row, ConsentImport)
+        with acting_for(held.event):
+            consent = self._load_consent(held.subscriber)
+            change = apply_import(consent, row)
+            self.consent[held.subscriber] = consent.to_json()
+        await self._publish_change(held.subscriber, change)
+        held.event.ack()
+
+    async def _publish_change(self, subscriber: str, change: ConsentEvent) -> None:
+        await self.events.send(key=subscriber, value=change.to_json())
+        metrics.CONSENT_EVENTS.labels(change.action).inc()
 
     async def _judge(self, held: Held) -> None:
         request = held.record
@@ -351,7 +391,8 @@ class Stopguard:
             self._next_offsets.pop(tp, None)
 
     def _topics(self) -> set[str]:
-        return {self.catalog.inbound, self.catalog.requests, self.catalog.rekeyed}
+        catalog = self.catalog
+        return {catalog.inbound, catalog.requests, catalog.imports, catalog.rekeyed}
 
 
 def _now() -> datetime:

@@ -1,0 +1,1 @@
+"""Test kit: a broker, worker processes and a Kafka client for scenarios."""

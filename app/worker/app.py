@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -81,10 +82,19 @@ def build_faust_app(settings: Settings, catalog: TopicCatalog) -> faust.App:
         web_bind=settings.web_host,
         web_port=settings.web_port,
         web_host=settings.web_host,
-        canonical_url=settings.canonical_url
-        or f"http://{settings.web_host}:{settings.web_port}",
+        canonical_url=settings.canonical_url or _advertised_url(settings),
         web_in_thread=False,
     )
+
+
+def _advertised_url(settings: Settings) -> str:
+    """Where other workers reach this one's HTTP API for keys it owns."""
+    host = settings.web_host
+    if host in ("0.0.0.0", "::", ""):
+        # Bound to every interface (a container): peers use the host's name,
+        # which in a Kubernetes StatefulSet resolves through its headless service.
+        host = socket.getfqdn()
+    return f"http://{host}:{settings.web_port}"
 
 
 class Stopguard:

@@ -45,10 +45,15 @@ class ScopeOptOut(_State):
     keyword: str
     number: str
     ack_used: bool = False
+    # The request that took the acknowledgement: judged again after a crash
+    # (its decision record lost), it is given the same acknowledgement.
+    ack_request_id: str | None = None
 
-    def allows_ack(self, requested_at: datetime) -> bool:
-        in_window = self.opted_out_at <= requested_at <= self.opted_out_at + ACK_WINDOW
-        return in_window and not self.ack_used
+    def allows_ack(self, request: SendRequest) -> bool:
+        if self.ack_used:
+            return self.ack_request_id == request.request_id
+        at = request.requested_at
+        return self.opted_out_at <= at <= self.opted_out_at + ACK_WINDOW
 
 
 class SubscriberConsent(_State):
@@ -57,8 +62,8 @@ class SubscriberConsent(_State):
     subscriber: str
     opt_outs: dict[str, ScopeOptOut] = {}
     history: list[ConsentEvent] = []
-    # Counts every consent change and decision, so that an auditor can replay
-    # them in the order the worker applied them.
+    # Counts consent changes; each decision records how many it was judged
+    # after, so that an auditor can replay them in the worker's order.
     sequence: int = 0
 
     def to_json(self) -> bytes:
@@ -225,20 +230,47 @@ def decide(
 ) -> Decision:
     """Judge a send from `profile` to the consent's subscriber (valid numbers)."""
     in_force = _opt_outs_in_force(consent, profile)
-    consent.sequence += 1
     if not in_force:
         return _decision(consent, request, profile, decided_at, scope_of(profile))
 
     scope, opt_out = max(in_force, key=lambda item: item[1].opted_out_at)
-    if all(o.allows_ack(request.requested_at) for _, o in in_force):
+    if all(o.allows_ack(request) for _, o in in_force):
         for _, held in in_force:
             held.ack_used = True
+            held.ack_request_id = request.request_id
         return _decision(
             consent, request, profile, decided_at, scope, opt_out, ack=True
         )
     return _decision(
         consent, request, profile, decided_at, scope, opt_out, rejected=True
     )
+
+
+def restore_decision(consent: SubscriberConsent, decision: Decision) -> bool:
+    """Re-apply a recorded decision's effect on state; True if state changed.
+
+    An acknowledgement is the only decision that changes consent. If a crash
+    kept the decision's record but lost the state change, the state is
+    mended before any later send is judged.
+    """
+    if not decision.ack:
+        return False
+    requested_at = datetime.fromisoformat(decision.requested_at)
+    guarding = {f"number:{decision.sender}", f"campaign:{decision.campaign_id}"}
+    changed = False
+    for scope, opt_out in consent.opt_outs.items():
+        window = (
+            opt_out.opted_out_at <= requested_at <= opt_out.opted_out_at + ACK_WINDOW
+        )
+        if (
+            scope in guarding
+            and window
+            and opt_out.ack_request_id != decision.request_id
+        ):
+            opt_out.ack_used = True
+            opt_out.ack_request_id = decision.request_id
+            changed = True
+    return changed
 
 
 def _opt_outs_in_force(

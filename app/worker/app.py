@@ -1,9 +1,11 @@
 """The Faust application: topics, tables and the agent that decides.
 
-One agent consumes `sms.inbound`, `sms.outbound.requests` and the internal
-re-keyed topic together. The three are co-partitioned by subscriber, so one
-worker owns everything about a subscriber: the inbound messages, the sends
-and the `consent` table rows, and it handles them one at a time.
+One agent consumes `sms.inbound`, `sms.outbound.requests`, `sms.optout.imports`
+and the internal re-keyed topic together. They are co-partitioned by
+subscriber, so one worker owns everything about a subscriber: its inbound
+messages, its sends and its `consent` table row, handled one at a time in
+event-time order (see alignment.py). Outputs leave through the outbox
+(outbox.py), after the state behind them is durable.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from app.rules.consent import (
     apply_inbound,
     decide,
     invalid_number_decision,
+    restore_decision,
 )
 from app.rules.numbers import sender_number, subscriber_number
 from app.settings import Settings
@@ -42,13 +45,16 @@ from app.worker.alignment import EventTimeAligner, Kind
 from app.worker.directory import DirectoryReader
 from app.worker.event_context import acting_for
 from app.worker.kafka_options import faust_credentials
+from app.worker.outbox import Outbox
 from app.worker.partitioning import partition_for
 from app.worker.records import dead_letter, parse
 
 log = logging.getLogger(__name__)
 
 SOURCE_HEADER = "stopguard-source"
-RELEASE_INTERVAL = 0.02
+# How often held sends are re-examined and pending outputs published when
+# the stream itself is quiet; under load the outbox fills and publishes first.
+TICK_INTERVAL = 0.005
 
 
 @dataclass
@@ -120,14 +126,18 @@ class Stopguard:
             max_idle=settings.max_idle_ms / 1000,
         )
         self._next_offsets: dict[TP, int] = {}
+        self._dead_letters: dict[str, int] = {}
         self._lock = asyncio.Lock()
         self.app.agent(self.inputs, name="decide", concurrency=1)(self._consume)
-        self.app.timer(RELEASE_INTERVAL)(self._release_held)
+        self.outbox = Outbox(self.app)
+        self.app.timer(TICK_INTERVAL)(self._on_tick)
         self.app.on_partitions_revoked.connect(self._on_revoked)
 
     def _declare_topics(self) -> None:
         catalog = self.catalog
-        self.inputs = self.app.topic(catalog.inbound, catalog.requests, catalog.rekeyed)
+        self.inputs = self.app.topic(
+            catalog.inbound, catalog.requests, catalog.imports, catalog.rekeyed
+        )
         self.rekeyed = self.app.topic(catalog.rekeyed)
         self.approved = self.app.topic(catalog.approved)
         self.rejected = self.app.topic(catalog.rejected)
@@ -135,12 +145,26 @@ class Stopguard:
         self.deadletter = self.app.topic(catalog.deadletter)
 
     def _declare_tables(self) -> None:
-        # Values are JSON documents the rules module reads and writes itself;
-        # the changelogs are compacted topics named after the app id.
+        # Values are JSON documents the rules module reads and writes itself.
         raw = {"key_type": bytes, "value_type": bytes}
+        specs = self.catalog.specs
         partitions = self.catalog.partitions
-        self.consent = self.app.Table("consent", partitions=partitions, **raw)
-        self.decisions = self.app.Table("decisions", partitions=partitions, **raw)
+        self.consent = self.app.Table(
+            "consent",
+            partitions=partitions,
+            extra_topic_configs=specs["consent_changelog"].config,
+            **raw,
+        )
+        # Decisions are kept for the idempotency horizon (the changelog's
+        # retention): RocksDB drops older ones, so the table stays bounded.
+        decisions_config = specs["decisions_changelog"].config
+        self.decisions = self.app.Table(
+            "decisions",
+            partitions=partitions,
+            extra_topic_configs=decisions_config,
+            options={"ttl": int(decisions_config["retention.ms"]) // 1000},
+            **raw,
+        )
 
     # The stream ----------------------------------------------------------
 
@@ -150,6 +174,8 @@ class Stopguard:
             async with self._lock:
                 await self._on_record(event)
                 await self._handle_released()
+                if self.outbox.full:
+                    await self.outbox.publish()
 
     async def _on_record(self, event: EventT) -> None:
         message = event.message
@@ -206,10 +232,7 @@ class Stopguard:
         sender = sender_number(request.sender)
         subscriber = subscriber_number(request.subscriber)
         if sender is None or subscriber is None:
-            decision = invalid_number_decision(
-                request, source_valid=sender is not None, decided_at=_now()
-            )
-            await self._record_decision(event, request.subscriber, decision, request)
+            self._decide_invalid(event, request, sender_ok=sender is not None)
             return
         if await self._rekeyed_elsewhere(event, subscriber, self.catalog.requests):
             return
@@ -240,10 +263,12 @@ class Stopguard:
 
     # Handling records in event-time order ------------------------------
 
-    async def _release_held(self) -> None:
-        if len(self.aligner):
+    async def _on_tick(self) -> None:
+        """Release sends whose wait is over and publish what is pending."""
+        if len(self.aligner) or len(self.outbox):
             async with self._lock:
                 await self._handle_released()
+                await self.outbox.publish()
 
     async def _handle_released(self) -> None:
         if not len(self.aligner):
@@ -293,9 +318,9 @@ class Stopguard:
                 self.consent[held.subscriber] = consent.to_json()
         if change is None:
             metrics.PLAIN_TEXTS.inc()
+            self.outbox.add(held.event)
         else:
-            await self._publish_change(held.subscriber, change)
-        held.event.ack()
+            self._publish_change(held, change)
 
     async def _apply_import(self, held: Held) -> None:
         row = held.record
@@ -304,49 +329,55 @@ class Stopguard:
             consent = self._load_consent(held.subscriber)
             change = apply_import(consent, row)
             self.consent[held.subscriber] = consent.to_json()
-        await self._publish_change(held.subscriber, change)
-        held.event.ack()
+        self._publish_change(held, change)
 
-    async def _publish_change(self, subscriber: str, change: ConsentEvent) -> None:
-        await self.events.send(key=subscriber, value=change.to_json())
+    def _publish_change(self, held: Held, change: ConsentEvent) -> None:
+        self.outbox.add(held.event, (self.events, held.subscriber, change.to_json()))
         metrics.CONSENT_EVENTS.labels(change.action).inc()
 
     async def _judge(self, held: Held) -> None:
         request = held.record
         assert isinstance(request, SendRequest)
         with acting_for(held.event):
-            if self.decisions.get(request.request_id) is None:
-                consent = self._load_consent(held.subscriber)
+            consent = self._load_consent(held.subscriber)
+            recorded = self._recorded_decision(request.request_id)
+            if recorded is not None:
+                decision = recorded
+                changed = restore_decision(consent, recorded)
+            else:
                 profile = self.directory.directory.profile(held.number)
                 decision = decide(consent, request, profile, _now())
+                self.decisions[request.request_id] = decision.to_json()
+                changed = decision.ack
+            if changed:
                 self.consent[held.subscriber] = consent.to_json()
-            else:
-                decision = None  # a repeat: _record_decision sends the original
-        await self._record_decision(held.event, held.subscriber, decision, request)
+        self._publish_decision(held.event, held.subscriber, decision)
 
-    async def _record_decision(
-        self,
-        event: EventT,
-        subscriber: str,
-        decision: Decision | None,
-        request: SendRequest,
+    def _decide_invalid(
+        self, event: EventT, request: SendRequest, sender_ok: bool
     ) -> None:
-        """Keep the first decision for a request id and publish it (again)."""
         with acting_for(event):
-            recorded = self.decisions.get(request.request_id)
-            if recorded is not None:
-                metrics.REPEATED_REQUESTS.inc()
-                decision = Decision.model_validate_json(recorded)
-            else:
-                assert decision is not None
-                recorded = decision.to_json()
-                self.decisions[request.request_id] = recorded
-        await self._emit(subscriber, decision, recorded)
-        event.ack()
+            decision = self._recorded_decision(request.request_id)
+            if decision is None:
+                decision = invalid_number_decision(
+                    request, source_valid=sender_ok, decided_at=_now()
+                )
+                self.decisions[request.request_id] = decision.to_json()
+        self._publish_decision(event, request.subscriber, decision)
 
-    async def _emit(self, subscriber: str, decision: Decision, raw: bytes) -> None:
+    def _recorded_decision(self, request_id: str) -> Decision | None:
+        """The decision already given to this request id, if any (a repeat)."""
+        raw = self.decisions.get(request_id)
+        if raw is None:
+            return None
+        metrics.REPEATED_REQUESTS.inc()
+        return Decision.model_validate_json(raw)
+
+    def _publish_decision(
+        self, event: EventT, subscriber: str, decision: Decision
+    ) -> None:
         topic = self.approved if decision.status == "approved" else self.rejected
-        await topic.send(key=subscriber, value=raw)
+        self.outbox.add(event, (topic, subscriber, decision.to_json()))
         metrics.DECISIONS.labels(decision.status, str(decision.error_code)).inc()
 
     def _load_consent(self, subscriber: str) -> SubscriberConsent:
@@ -364,14 +395,18 @@ class Stopguard:
         )
         await self.deadletter.send(key=message.key, value=letter.to_json())
         metrics.DEAD_LETTERS.labels(topic).inc()
-        log.warning(
-            "dead letter topic=%s partition=%d offset=%d: %s",
-            topic,
-            message.partition,
-            message.offset,
-            error,
+        self._log_dead_letter(
+            topic, f"partition={message.partition} offset={message.offset}: {error}"
         )
         event.ack()
+
+    def _log_dead_letter(self, topic: str, detail: str) -> None:
+        # Hostile input can be a flood: the first dead letter of a topic and
+        # then every hundredth is logged; the metric counts them all.
+        count = self._dead_letters.get(topic, 0) + 1
+        self._dead_letters[topic] = count
+        if count == 1 or count % 100 == 0:
+            log.warning("dead letter topic=%s total=%d %s", topic, count, detail)
 
     async def _dead_letter_registration(self, record: object, error: str) -> None:
         letter = dead_letter(
@@ -384,11 +419,13 @@ class Stopguard:
         )
         await self.deadletter.send(key=letter.key, value=letter.to_json())
         metrics.DEAD_LETTERS.labels(self.catalog.numbers).inc()
-        log.warning("dead letter topic=%s: %s", self.catalog.numbers, error)
+        self._log_dead_letter(self.catalog.numbers, error)
 
     async def _on_revoked(self, app: faust.App, revoked: set[TP], **_: object) -> None:
-        # Held sends of revoked partitions are left unacknowledged: their new
-        # owner reads them again from the last committed offset.
+        # What was decided is published before the partitions go; held records
+        # are left unacknowledged and their new owner reads them again.
+        async with self._lock:
+            await self.outbox.publish()
         partitions = {tp.partition for tp in revoked if tp.topic in self._topics()}
         if partitions:
             dropped = self.aligner.forget(partitions)

@@ -13,6 +13,7 @@ from app.rules.consent import (
     apply_inbound,
     decide,
     invalid_number_decision,
+    restore_decision,
 )
 from app.rules.keywords import STANDARD
 from app.rules.numbers import SenderProfile
@@ -189,13 +190,49 @@ def test_history_is_bounded_but_opt_outs_are_kept() -> None:
     assert "number:" + LONE.number in state.opt_outs
 
 
-def test_sequence_orders_changes_and_decisions() -> None:
+def request(profile: SenderProfile, at: timedelta, request_id: str) -> SendRequest:
+    return SendRequest(
+        request_id=request_id,
+        sender=profile.number,
+        subscriber=SUBSCRIBER,
+        text="hi",
+        requested_at=T0 + at,
+    )
+
+
+def test_decisions_record_how_many_consent_changes_they_follow() -> None:
     state = consent()
     text(state, LONE, "STOP", timedelta(0))
-    send(state, LONE, timedelta(seconds=1))
+    decision = decide(state, request(LONE, timedelta(seconds=1), "r"), LONE, T0)
+    text(state, LONE, "START", timedelta(minutes=1))
 
-    assert state.history[0].sequence == 1
-    assert state.sequence == 2
+    assert [e.sequence for e in state.history] == [1, 2]
+    assert decision.sequence == 1
+
+
+def test_the_request_that_took_the_acknowledgement_keeps_it_when_judged_again() -> None:
+    state = consent()
+    text(state, LONE, "STOP", timedelta(0))
+    ack = request(LONE, timedelta(seconds=10), "the-ack")
+    first = decide(state, ack, LONE, T0)
+    other = decide(state, request(LONE, timedelta(seconds=11), "other"), LONE, T0)
+    again = decide(state, ack, LONE, T0 + timedelta(hours=1))
+
+    assert first.ack and again.ack and not other.ack
+    assert again.same_outcome(first)
+
+
+def test_restoring_a_recorded_acknowledgement_mends_lost_state() -> None:
+    recorded_state = consent()
+    text(recorded_state, LONE, "STOP", timedelta(0))
+    lost_state = recorded_state.model_copy(deep=True)
+    ack = decide(
+        recorded_state, request(LONE, timedelta(seconds=10), "a"), LONE, T0
+    )
+
+    assert restore_decision(lost_state, ack) is True
+    assert restore_decision(lost_state, ack) is False
+    assert send(lost_state, LONE, timedelta(seconds=20)) == REJECTED
 
 
 def test_imported_opt_outs_block_without_an_acknowledgement() -> None:

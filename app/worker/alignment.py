@@ -7,8 +7,10 @@ t has been applied. Like a Kafka Streams task with `max.task.idle.ms`, each
 partition merges its inputs by timestamp: the earliest record goes first,
 and a send waits while an inbound source has nothing buffered, unless that
 source has already delivered a record stamped at or after the send, is
-caught up with its log end, or has kept the send waiting longer than the
-idle bound. An inbound record never waits for anything but an earlier send.
+caught up with its log end, or has been idle (delivered nothing) for longer
+than the idle bound. A source that keeps delivering older records, such as
+a backlog being read at start-up, keeps the send waiting however long that
+takes. An inbound record never waits for anything but an earlier send.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class EventTimeAligner(Generic[Item]):
     max_idle: float
     _queues: dict[int, _PartitionQueues[Item]] = field(default_factory=dict)
     _watermarks: dict[tuple[str, int], float] = field(default_factory=dict)
+    _last_delivery: dict[tuple[str, int], float] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return sum(len(q.inbound) + len(q.sends) for q in self._queues.values())
@@ -60,6 +63,8 @@ class EventTimeAligner(Generic[Item]):
     ) -> None:
         """Buffer a record delivered from `source` (a topic) and `partition`."""
         queues = self._queues.setdefault(partition, _PartitionQueues())
+        if kind == "inbound":
+            self._last_delivery[(source, partition)] = now
         queue = queues.inbound if kind == "inbound" else queues.sends
         queue.append(_Entry(source, timestamp, now, item))
 
@@ -77,6 +82,7 @@ class EventTimeAligner(Generic[Item]):
                 dropped += [e.item for e in (*queues.inbound, *queues.sends)]
             for topic in self.inbound_topics:
                 self._watermarks.pop((topic, partition), None)
+                self._last_delivery.pop((topic, partition), None)
         return dropped
 
     def _release_partition(
@@ -104,10 +110,13 @@ class EventTimeAligner(Generic[Item]):
     def _send_may_go(
         self, partition: int, send: _Entry[Item], now: float, caught_up: CaughtUp
     ) -> bool:
-        if now - send.since >= self.max_idle:
-            return True
-        return all(
-            self._watermarks.get((topic, partition), float("-inf")) >= send.timestamp
-            or caught_up(topic, partition)
-            for topic in self.inbound_topics
-        )
+        for topic in self.inbound_topics:
+            source = (topic, partition)
+            if self._watermarks.get(source, float("-inf")) >= send.timestamp:
+                continue
+            if caught_up(topic, partition):
+                continue
+            idle_since = max(send.since, self._last_delivery.get(source, send.since))
+            if now - idle_since < self.max_idle:
+                return False
+        return True

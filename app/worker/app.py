@@ -14,6 +14,7 @@ import asyncio
 import logging
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -152,6 +153,7 @@ class Stopguard:
         self.consent = self.app.Table(
             "consent",
             partitions=partitions,
+            on_changelog_event=_count_restored("consent"),
             extra_topic_configs=specs["consent_changelog"].config,
             **raw,
         )
@@ -161,6 +163,7 @@ class Stopguard:
         self.decisions = self.app.Table(
             "decisions",
             partitions=partitions,
+            on_changelog_event=_count_restored("decisions"),
             extra_topic_configs=decisions_config,
             options={"ttl": int(decisions_config["retention.ms"]) // 1000},
             **raw,
@@ -440,6 +443,15 @@ class Stopguard:
     def _topics(self) -> set[str]:
         catalog = self.catalog
         return {catalog.inbound, catalog.requests, catalog.imports, catalog.rekeyed}
+
+
+def _count_restored(table: str) -> Callable[[EventT], Awaitable[None]]:
+    counter = metrics.CHANGELOG_RESTORED.labels(table)
+
+    async def on_changelog_event(event: EventT) -> None:
+        counter.inc()
+
+    return on_changelog_event
 
 
 def _now() -> datetime:

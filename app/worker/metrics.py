@@ -45,3 +45,8 @@ CONSUMER_LAG = Gauge(
 REGISTERED_NUMBERS = Gauge(
     "stopguard_registered_numbers", "Numbers in the sms.numbers registry."
 )
+CHANGELOG_RESTORED = Counter(
+    "stopguard_changelog_records_restored_total",
+    "Changelog records read into local state at start-up or by standbys.",
+    ["table"],
+)

@@ -107,22 +107,27 @@ class KafkaClient:
         self.produce(self.topics.requests, record, **kwargs)
 
     def register(self, number: str, **fields: Any) -> None:
-        registration = {"number": number, "type": "long_code", "country": "US",
-                        "campaign_id": None, "dnd": None, **fields}
+        registration = {
+            "number": number,
+            "type": "long_code",
+            "country": "US",
+            "campaign_id": None,
+            "dnd": None,
+            **fields,
+        }
         self.produce(self.topics.numbers, registration, key=number)
 
     def flush(self) -> None:
         self._producer.flush(30)
 
-    def poll_outputs(self, seconds: float = 0.5) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            for message in self._outputs.consume(500, timeout=0.2):
-                if message.error():
-                    continue
-                self.seen.setdefault(message.topic(), []).append(
-                    json.loads(message.value())
-                )
+    def poll_outputs(self, timeout: float = 0.2) -> None:
+        """Read whatever stopguard wrote since the last call."""
+        for message in self._outputs.consume(1000, timeout=timeout):
+            if message.error():
+                continue
+            self.seen.setdefault(message.topic(), []).append(
+                json.loads(message.value())
+            )
 
     def wait_for(
         self,
@@ -158,8 +163,11 @@ class KafkaClient:
         self, sends: Iterable[dict[str, Any]], timeout: float = 60
     ) -> dict[str, dict[str, Any]]:
         ids = [send["request_id"] for send in sends]
-        self.wait_for(lambda: len(self.decisions(ids)) == len(set(ids)), timeout,
-                      f"decisions of {len(ids)} requests")
+        self.wait_for(
+            lambda: len(self.decisions(ids)) == len(set(ids)),
+            timeout,
+            f"decisions of {len(ids)} requests",
+        )
         return self.decisions(ids)
 
     def applied(self, inbound: dict[str, Any], timeout: float = 60) -> None:
@@ -176,13 +184,15 @@ class KafkaClient:
 
     def consent_events(self, subscriber: str) -> list[dict[str, Any]]:
         return [
-            e for e in self.seen.get(self.topics.events, [])
+            e
+            for e in self.seen.get(self.topics.events, [])
             if e["subscriber"] == subscriber
         ]
 
     def dead_letters(self, marker: str) -> list[dict[str, Any]]:
         return [
-            d for d in self.seen.get(self.topics.deadletter, [])
+            d
+            for d in self.seen.get(self.topics.deadletter, [])
             if marker in d["raw"] or marker in (d["key"] or "")
         ]
 

@@ -90,7 +90,9 @@ class WorkerProcess:
         return self.process.returncode
 
     def log_tail(self, lines: int = 60) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        text = (
+            self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        )
         return "\n".join(text.splitlines()[-lines:])
 
 

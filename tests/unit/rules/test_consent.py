@@ -169,8 +169,11 @@ def test_plain_text_and_redelivery_change_nothing() -> None:
     state = consent()
     assert text(state, LONE, "please stop texting me", timedelta(0)) is None
     message = InboundMessage(
-        message_id="once", subscriber=SUBSCRIBER, number=LONE.number,
-        text="STOP", received_at=T0,
+        message_id="once",
+        subscriber=SUBSCRIBER,
+        number=LONE.number,
+        text="STOP",
+        received_at=T0,
     )
     first = apply_inbound(state, message, LONE, STANDARD)
     assert send(state, LONE, timedelta(seconds=5)) == ACK
@@ -226,9 +229,7 @@ def test_restoring_a_recorded_acknowledgement_mends_lost_state() -> None:
     recorded_state = consent()
     text(recorded_state, LONE, "STOP", timedelta(0))
     lost_state = recorded_state.model_copy(deep=True)
-    ack = decide(
-        recorded_state, request(LONE, timedelta(seconds=10), "a"), LONE, T0
-    )
+    ack = decide(recorded_state, request(LONE, timedelta(seconds=10), "a"), LONE, T0)
 
     assert restore_decision(lost_state, ack) is True
     assert restore_decision(lost_state, ack) is False
@@ -238,13 +239,18 @@ def test_restoring_a_recorded_acknowledgement_mends_lost_state() -> None:
 def test_imported_opt_outs_block_without_an_acknowledgement() -> None:
     state = consent()
     row = ConsentImport(
-        import_id="imp-1", subscriber=SUBSCRIBER, scope=f"number:{LONE.number}",
-        at=T0, source="old-provider",
+        import_id="imp-1",
+        subscriber=SUBSCRIBER,
+        scope=f"number:{LONE.number}",
+        at=T0,
+        source="old-provider",
     )
     event = apply_import(state, row)
 
     assert (event.action, event.keyword, event.policy) == (
-        "opt_out", "IMPORT", "import:old-provider",
+        "opt_out",
+        "IMPORT",
+        "import:old-provider",
     )
     assert send(state, LONE, timedelta(seconds=1)) == REJECTED
     assert apply_import(state, row) == event
@@ -259,9 +265,12 @@ def test_invalid_numbers(source_valid: bool, code: int, reason: str) -> None:
     request = SendRequest(
         request_id="r", sender="x", subscriber="y", text="", requested_at=T0
     )
-    decision = invalid_number_decision(request, source_valid=source_valid,
-                                       decided_at=T0)
+    decision = invalid_number_decision(
+        request, source_valid=source_valid, decided_at=T0
+    )
 
     assert (decision.status, decision.error_code, decision.reason) == (
-        "rejected", code, reason,
+        "rejected",
+        code,
+        reason,
     )

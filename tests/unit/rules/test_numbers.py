@@ -25,7 +25,12 @@ def test_subscriber_number(raw: str, expected: str | None) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("52020", "52020"), ("123", "123"), ("12", None), ("+12015550100", "+12015550100")],
+    [
+        ("52020", "52020"),
+        ("123", "123"),
+        ("12", None),
+        ("+12015550100", "+12015550100"),
+    ],
 )
 def test_sender_number(raw: str, expected: str | None) -> None:
     assert sender_number(raw) == expected
@@ -56,14 +61,23 @@ def test_unregistered_senders_follow_the_default_dnd_rule(
     ("registration", "enforces"),
     [
         pytest.param({"type": "short_code", "country": "US"}, False, id="short-us"),
-        pytest.param({"type": "short_code", "country": "US", "dnd": True}, True,
-                     id="short-us-dnd-on"),
-        pytest.param({"type": "long_code", "country": "US", "dnd": False}, False,
-                     id="long-us-dnd-off"),
+        pytest.param(
+            {"type": "short_code", "country": "US", "dnd": True},
+            True,
+            id="short-us-dnd-on",
+        ),
+        pytest.param(
+            {"type": "long_code", "country": "US", "dnd": False},
+            False,
+            id="long-us-dnd-off",
+        ),
         pytest.param({"type": "toll_free", "country": "CA"}, True, id="tf-ca"),
         pytest.param({"type": "long_code", "country": "GB"}, False, id="long-gb"),
-        pytest.param({"type": "long_code", "country": "GB", "dnd": True}, True,
-                     id="long-gb-dnd-on"),
+        pytest.param(
+            {"type": "long_code", "country": "GB", "dnd": True},
+            True,
+            id="long-gb-dnd-on",
+        ),
     ],
 )
 def test_registration_decides_the_dnd_rule(

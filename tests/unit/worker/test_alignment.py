@@ -43,6 +43,17 @@ def test_the_idle_bound_releases_a_send() -> None:
     assert list(merge.release(now=2.0, caught_up=never)) == ["send"]
 
 
+def test_a_source_that_keeps_delivering_older_records_holds_the_send() -> None:
+    merge = aligner(max_idle=2.0)
+    merge.push("send", REQUESTS, 0, timestamp=100, now=0, item="send@100")
+    for second in range(10):
+        merge.push("inbound", INBOUND, 0, second, now=second, item=f"old@{second}")
+        list(merge.release(now=second, caught_up=never))
+
+    assert list(merge.release(now=10.5, caught_up=never)) == []
+    assert list(merge.release(now=11.0, caught_up=never)) == ["send@100"]
+
+
 def test_records_merge_in_event_time_order() -> None:
     merge = aligner()
     for ts, kind in [(10, "send"), (30, "send"), (50, "send")]:
@@ -53,7 +64,12 @@ def test_records_merge_in_event_time_order() -> None:
     released = list(merge.release(now=0, caught_up=never))
 
     assert released == [
-        "send@10", "inbound@20", "send@30", "inbound@40", "send@50", "inbound@60",
+        "send@10",
+        "inbound@20",
+        "send@30",
+        "inbound@40",
+        "send@50",
+        "inbound@60",
     ]
 
 

@@ -18,7 +18,9 @@ def test_a_good_request_parses() -> None:
     request = parse(SendRequest, GOOD)
 
     assert (request.request_id, request.sender, request.subscriber) == (
-        "r1", "+12015550100", "+14155550100",
+        "r1",
+        "+12015550100",
+        "+14155550100",
     )
 
 
@@ -31,8 +33,9 @@ def test_a_good_request_parses() -> None:
         pytest.param(GOOD.replace(b'"r1"', b"1"), "request_id", id="int-id"),
         pytest.param(GOOD.replace(b'"r1"', b'""'), "request_id", id="empty-id"),
         pytest.param(GOOD.replace(b"Z", b""), "requested_at", id="naive-time"),
-        pytest.param(GOOD.replace(b'"hi"', b'"' + b"x" * 70000 + b'"'), "text",
-                     id="huge-text"),
+        pytest.param(
+            GOOD.replace(b'"hi"', b'"' + b"x" * 70000 + b'"'), "text", id="huge-text"
+        ),
     ],
 )
 def test_bad_records_say_what_is_wrong(raw: bytes | None, fragment: str) -> None:
@@ -46,5 +49,8 @@ def test_dead_letters_keep_binary_values_as_base64() -> None:
     assert letter.raw_encoding == "base64"
     assert base64.b64decode(letter.raw) == b"\xff\x00"
     assert (letter.source_topic, letter.partition, letter.offset, letter.key) == (
-        "t", 1, 2, "k",
+        "t",
+        1,
+        2,
+        "k",
     )

@@ -68,6 +68,10 @@ class EventTimeAligner(Generic[Item]):
         queue = queues.inbound if kind == "inbound" else queues.sends
         queue.append(_Entry(source, timestamp, now, item))
 
+    def waiting_partitions(self) -> list[int]:
+        """Partitions whose next record is a send that may have to wait."""
+        return [p for p, q in self._queues.items() if q.sends and not q.inbound]
+
     def release(self, now: float, caught_up: CaughtUp) -> Iterator[Item]:
         """Records that may be handled now, in the order to handle them."""
         for partition, queues in self._queues.items():

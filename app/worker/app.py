@@ -293,21 +293,21 @@ class Stopguard:
         metrics.HELD_RECORDS.set(len(self.aligner))
 
     async def _caught_up_snapshot(self) -> dict[TP, bool]:
-        """Which inbound partitions have nothing left to deliver right now."""
+        """Which inbound partitions that sends wait on have nothing to deliver."""
         consumer = self.app.consumer
         snapshot: dict[TP, bool] = {}
-        for tp in consumer.assignment():
-            if tp.topic not in self.aligner.inbound_topics:
-                continue
-            highwater = consumer.highwater(tp)
-            position = self._next_offsets.get(tp)
-            if position is None:
-                position = await consumer.position(tp)
-            snapshot[tp] = (
-                highwater is not None
-                and position is not None
-                and (position >= highwater)
-            )
+        for partition in self.aligner.waiting_partitions():
+            for topic in self.aligner.inbound_topics:
+                tp = TP(topic, partition)
+                highwater = consumer.highwater(tp)
+                if highwater is None:
+                    snapshot[tp] = False
+                    continue
+                position = self._next_offsets.get(tp)
+                if position is None and highwater > 0:
+                    # Nothing delivered from it yet: where does our fetch stand?
+                    position = await consumer.position(tp)
+                snapshot[tp] = highwater <= (position or 0)
         return snapshot
 
     async def _apply_inbound(self, held: Held) -> None:

@@ -37,7 +37,9 @@ def register_views(stopguard: Stopguard) -> None:
 
     @app.page("/metrics")
     async def metrics(web: View, request: Request) -> Response:
-        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+        # aiohttp refuses a charset inside content_type, so the header is set whole.
+        headers = {"Content-Type": CONTENT_TYPE_LATEST}
+        return web.bytes(generate_latest(), headers=headers)
 
     register_number_view(stopguard)
     register_subscriber_view(stopguard)

@@ -56,8 +56,9 @@ def make_stack(
             "STOPGUARD_LOG_LEVEL": "INFO",
             **overrides,
         }
-        settings = Settings(**{k.removeprefix("STOPGUARD_").lower(): v
-                               for k, v in env.items()})
+        settings = Settings(
+            **{k.removeprefix("STOPGUARD_").lower(): v for k, v in env.items()}
+        )
         apply_topics(settings, load_catalog(settings))
         root = tmp_path_factory.mktemp(name)
         return Stack(name, settings, env, root)

@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.progress import Progress, TextColumn
 from rich.table import Table
 
-from app.errors import StopguardError
+from app.errors import BrokerError, StopguardError
 from app.keyword_policy import load_policy
 from app.models import ConsentImport, InboundMessage, NumberRegistration, SendRequest
 from app.rules.consent import (
@@ -256,8 +256,14 @@ class _Step:
     event: dict[str, Any] | None = None
     decision: _Recorded | None = None
 
-    def order(self) -> tuple[bool, int, int]:
-        return (self.sequence is None, self.sequence or 0, self.timestamp)
+    def order(self) -> tuple[bool, int, int, int, int]:
+        # A decision carries the sequence of the last consent change it was
+        # judged after: it follows that change, and decisions sharing one
+        # number follow each other by decision time.
+        if self.decision is None:
+            return (self.sequence is None, self.sequence or 0, 0, 0, self.timestamp)
+        decided = _epoch_ms(self.decision.first.get("decided_at"))
+        return (self.sequence is None, self.sequence or 0, 1, decided, self.timestamp)
 
 
 class Auditor:
@@ -438,16 +444,21 @@ class _SubscriberReplay:
         self._check_order()
 
     def _follow_sequence(self, step: _Step) -> None:
-        if step.sequence is None or step.sequence == self.consent.sequence + 1:
+        if step.sequence is None:
             return
-        if step.sequence > self.consent.sequence + 1:
-            missing = f"{self.consent.sequence + 1}..{step.sequence - 1}"
+        # A consent change takes the next number; a decision takes the
+        # number of the change before it.
+        before = step.sequence - 1 if step.event is not None else step.sequence
+        if before == self.consent.sequence:
+            return
+        if before > self.consent.sequence:
+            missing = f"{self.consent.sequence + 1}..{before}"
             self._find(
                 "sequence_gap",
-                f"sequence numbers {missing} are on no output topic",
+                f"consent changes {missing} are on no output topic",
             )
         # Carry on from the recorded position so later comparisons stay fair.
-        self.consent.sequence = step.sequence - 1
+        self.consent.sequence = before
 
     # Consent events -----------------------------------------------------
 
@@ -726,11 +737,15 @@ def read_records(
     from confluent_kafka import KafkaError, TopicPartition
 
     names = topic_names(settings)
-    consumer = reader(settings, **{"enable.partition.eof": False})
+    # The end of a partition is where the broker says EOF, not the high
+    # watermark read beforehand: some brokers (the embedded Tansu among them)
+    # report a watermark inside the last record batch.
+    consumer = reader(settings, **{"enable.partition.eof": True})
     try:
         metadata = consumer.list_topics(timeout=30)
-        ends: dict[tuple[str, int], int] = {}
+        remaining: set[tuple[str, int]] = set()
         assignment = []
+        total = 0
         for name in names:
             if name not in metadata.topics:
                 continue
@@ -738,37 +753,37 @@ def read_records(
                 tp = TopicPartition(name, partition)
                 low, high = consumer.get_watermark_offsets(tp, timeout=30)
                 if high > low:
-                    ends[(name, partition)] = high
+                    remaining.add((name, partition))
                     assignment.append(TopicPartition(name, partition, low))
-        on_total(sum(high for high in ends.values()))
+                    total += high - low
+        on_total(total)
         consumer.assign(assignment)
-        while ends:
+        while remaining:
             batch = consumer.consume(BATCH_SIZE, timeout=5.0)
             if not batch:
                 break
             for message in batch:
                 error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        continue
-                    raise RuntimeError(f"reading {message.topic()}: {error}")
-                tp = (message.topic(), message.partition())
-                end = ends.get(tp)
-                if end is None or message.offset() >= end:
-                    continue
-                if message.offset() + 1 >= end:
-                    del ends[tp]
-                yield Record(
-                    names[message.topic()],
-                    message.key(),
-                    message.value(),
-                    message.timestamp()[1],
-                    message.partition(),
-                    message.offset(),
-                )
+                if error is None:
+                    yield _record(names, message)
+                elif error.code() == KafkaError._PARTITION_EOF:
+                    remaining.discard((message.topic(), message.partition()))
+                else:
+                    raise BrokerError(f"reading {message.topic()}: {error}")
             on_batch(len(batch))
     finally:
         consumer.close()
+
+
+def _record(names: dict[str, TopicKey], message: Any) -> Record:
+    return Record(
+        names[message.topic()],
+        message.key(),
+        message.value(),
+        message.timestamp()[1],
+        message.partition(),
+        message.offset(),
+    )
 
 
 def run_audit(

@@ -56,7 +56,9 @@ def read_topics(
     settings: Settings, topics: list[str], idle_timeout: float = 2.0
 ) -> Iterator[Message]:
     """Every record of `topics` from the beginning up to their current end."""
-    consumer = reader(settings)
+    # A partition ends at the broker's EOF, not at the high watermark read
+    # beforehand: the embedded broker may report one inside the last batch.
+    consumer = reader(settings, **{"enable.partition.eof": True})
     try:
         ends = _assign_from_start(consumer, topics)
         remaining = {tp for tp, end in ends.items() if end > 0}
@@ -66,12 +68,10 @@ def read_topics(
                 break
             if message.error():
                 if message.error().code() == KafkaError._PARTITION_EOF:
+                    remaining.discard((message.topic(), message.partition()))
                     continue
                 raise RuntimeError(f"reading {message.topic()}: {message.error()}")
             yield message
-            tp = (message.topic(), message.partition())
-            if message.offset() + 1 >= ends.get(tp, 0):
-                remaining.discard(tp)
     finally:
         consumer.close()
 

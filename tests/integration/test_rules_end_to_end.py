@@ -180,8 +180,13 @@ def test_start_clears_the_opt_out_of_its_scope(kafka: KafkaClient) -> None:
         pytest.param("+1800", 12, None, True, id="us-toll-free"),
         pytest.param("+447", 13, None, False, id="uk-long-code"),
         pytest.param("", 5, None, False, id="short-code"),
-        pytest.param("", 5, {"type": "short_code", "dnd": True}, True,
-                     id="short-code-with-dnd-on"),
+        pytest.param(
+            "",
+            5,
+            {"type": "short_code", "dnd": True},
+            True,
+            id="short-code-with-dnd-on",
+        ),
         pytest.param("+1201", 12, {"dnd": False}, False, id="us-with-dnd-off"),
     ],
 )
@@ -238,16 +243,38 @@ def test_turning_dnd_on_later_honours_earlier_opt_outs(
     ("value", "error_fragment"),
     [
         pytest.param(b"{not json", "not valid JSON", id="broken-json"),
-        pytest.param({"from": "+12015550100", "to": "+14155550100", "text": "x",
-                      "requested_at": "2026-01-01T00:00:00Z"}, "request_id",
-                     id="missing-id"),
-        pytest.param({"request_id": 7, "from": "+12015550100", "to": "+14155550100",
-                      "text": "x", "requested_at": "2026-01-01T00:00:00Z"},
-                     "request_id", id="id-of-wrong-type"),
-        pytest.param({"request_id": "r", "from": "+12015550100",
-                      "to": "+14155550100", "text": "x",
-                      "requested_at": "yesterday"}, "requested_at",
-                     id="bad-timestamp"),
+        pytest.param(
+            {
+                "from": "+12015550100",
+                "to": "+14155550100",
+                "text": "x",
+                "requested_at": "2026-01-01T00:00:00Z",
+            },
+            "request_id",
+            id="missing-id",
+        ),
+        pytest.param(
+            {
+                "request_id": 7,
+                "from": "+12015550100",
+                "to": "+14155550100",
+                "text": "x",
+                "requested_at": "2026-01-01T00:00:00Z",
+            },
+            "request_id",
+            id="id-of-wrong-type",
+        ),
+        pytest.param(
+            {
+                "request_id": "r",
+                "from": "+12015550100",
+                "to": "+14155550100",
+                "text": "x",
+                "requested_at": "yesterday",
+            },
+            "requested_at",
+            id="bad-timestamp",
+        ),
         pytest.param(b"[1, 2, 3]", "SendRequest", id="json-array"),
         pytest.param(b"\xff\xfe\x00garbage", "JSON", id="binary"),
     ],
@@ -280,10 +307,12 @@ def test_invalid_inbound_numbers_become_dead_letters(kafka: KafkaClient) -> None
     ("sender", "subscriber", "code", "reason"),
     [
         pytest.param("+1999", None, 40, "invalid_source", id="bad-sender"),
-        pytest.param(None, "not-a-number", 50, "invalid_destination",
-                     id="bad-destination"),
-        pytest.param(None, "52020", 50, "invalid_destination",
-                     id="short-code-destination"),
+        pytest.param(
+            None, "not-a-number", 50, "invalid_destination", id="bad-destination"
+        ),
+        pytest.param(
+            None, "52020", 50, "invalid_destination", id="short-code-destination"
+        ),
     ],
 )
 def test_sends_with_invalid_numbers_are_rejected(

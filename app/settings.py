@@ -49,6 +49,10 @@ class Settings(BaseSettings):
         description="Longest a send waits for a lagging inbound partition.",
     )
     embedded_broker_port: int = 19092
+    broker_flavour: Literal["kafka", "tansu"] = Field(
+        default="kafka",
+        description="`tansu` works around the embedded broker's high watermark.",
+    )
 
     security_protocol: SecurityProtocol = "PLAINTEXT"
     sasl_mechanism: SaslMechanism | None = None

@@ -12,15 +12,20 @@ import pytest
 from app.settings import Settings
 from app.tools.admin import apply_topics
 from app.topics import load_catalog
-from tests.support.broker import test_broker
+from tests.support.broker import BrokerUnderTest, test_broker
 from tests.support.kafka import KafkaClient
 from tests.support.worker import WorkerProcess
 
 
 @pytest.fixture(scope="session")
-def bootstrap_servers() -> Iterator[str]:
-    with test_broker() as servers:
-        yield servers
+def broker() -> Iterator[BrokerUnderTest]:
+    with test_broker() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def bootstrap_servers(broker: BrokerUnderTest) -> str:
+    return broker.bootstrap_servers
 
 
 @dataclass
@@ -45,12 +50,13 @@ class Stack:
 
 @pytest.fixture(scope="session")
 def make_stack(
-    bootstrap_servers: str, tmp_path_factory: pytest.TempPathFactory
+    broker: BrokerUnderTest, tmp_path_factory: pytest.TempPathFactory
 ) -> Callable[..., Stack]:
     def make(name: str, **overrides: str) -> Stack:
         suffix = uuid.uuid4().hex[:6]
         env = {
-            "STOPGUARD_BOOTSTRAP_SERVERS": bootstrap_servers,
+            "STOPGUARD_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+            "STOPGUARD_BROKER_FLAVOUR": broker.flavour,
             "STOPGUARD_TOPIC_PREFIX": f"{name}-{suffix}.",
             "STOPGUARD_APP_ID": f"stopguard-{name}-{suffix}",
             "STOPGUARD_LOG_LEVEL": "INFO",

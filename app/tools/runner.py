@@ -22,7 +22,10 @@ def run_worker(settings: Settings) -> None:
         if not settings.bootstrap_servers:
             broker = stack.enter_context(EmbeddedBroker(settings.embedded_broker_port))
             settings = settings.model_copy(
-                update={"bootstrap_servers": broker.bootstrap_servers}
+                update={
+                    "bootstrap_servers": broker.bootstrap_servers,
+                    "broker_flavour": "tansu",
+                }
             )
             apply_topics(settings, load_catalog(settings))
         else:

@@ -56,6 +56,7 @@ SOURCE_HEADER = "stopguard-source"
 # How often held sends are re-examined and pending outputs published when
 # the stream itself is quiet; under load the outbox fills and publishes first.
 TICK_INTERVAL = 0.005
+LAG_REPORT_INTERVAL = 5.0
 
 
 @dataclass
@@ -91,7 +92,22 @@ def build_faust_app(settings: Settings, catalog: TopicCatalog) -> faust.App:
         web_host=settings.web_host,
         canonical_url=settings.canonical_url or _advertised_url(settings),
         web_in_thread=False,
+        **_flavour_options(settings),
     )
+
+
+def _flavour_options(settings: Settings) -> dict[str, object]:
+    """Workarounds for the embedded broker; none for Apache Kafka.
+
+    Tansu reports a partition's high watermark as one past the first offset
+    of its last record batch, not past its last record. Faust's recovery
+    would then stop short of a changelog's last records and refuse local
+    state that is ahead of that mark. Batches of one record keep the mark
+    exact for everything stopguard writes.
+    """
+    if settings.broker_flavour != "tansu":
+        return {}
+    return {"producer_max_batch_size": 1, "recovery_consistency_check": False}
 
 
 def _advertised_url(settings: Settings) -> str:
@@ -131,7 +147,7 @@ class Stopguard:
         self._lock = asyncio.Lock()
         self.app.agent(self.inputs, name="decide", concurrency=1)(self._consume)
         self.outbox = Outbox(self.app)
-        self.app.timer(TICK_INTERVAL)(self._on_tick)
+        self.app.task(self._tick)
         self.app.on_partitions_revoked.connect(self._on_revoked)
 
     def _declare_topics(self) -> None:
@@ -266,12 +282,29 @@ class Stopguard:
 
     # Handling records in event-time order ------------------------------
 
-    async def _on_tick(self) -> None:
+    async def _tick(self) -> None:
         """Release sends whose wait is over and publish what is pending."""
-        if len(self.aligner) or len(self.outbox):
-            async with self._lock:
-                await self._handle_released()
-                await self.outbox.publish()
+        next_lag_report = 0.0
+        while not self.app.should_stop:
+            await asyncio.sleep(TICK_INTERVAL)
+            if len(self.aligner) or len(self.outbox):
+                async with self._lock:
+                    await self._handle_released()
+                    await self.outbox.publish()
+            if time.monotonic() >= next_lag_report:
+                self._report_lag()
+                next_lag_report = time.monotonic() + LAG_REPORT_INTERVAL
+
+    def _report_lag(self) -> None:
+        consumer = self.app.consumer
+        for tp in consumer.assignment():
+            if tp.topic not in self._topics():
+                continue
+            highwater = consumer.highwater(tp)
+            position = self._next_offsets.get(tp) or self._start_offset(tp)
+            if highwater is not None:
+                lag = max(highwater - position, 0)
+                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
 
     async def _handle_released(self) -> None:
         if not len(self.aligner):
@@ -304,11 +337,20 @@ class Stopguard:
                     snapshot[tp] = False
                     continue
                 position = self._next_offsets.get(tp)
-                if position is None and highwater > 0:
-                    # Nothing delivered from it yet: where does our fetch stand?
-                    position = await consumer.position(tp)
-                snapshot[tp] = highwater <= (position or 0)
+                if position is None:
+                    position = self._start_offset(tp)
+                snapshot[tp] = highwater <= position
         return snapshot
+
+    def _start_offset(self, tp: TP) -> int:
+        """Where reading began for a partition that has delivered nothing yet.
+
+        Faust seeks each assigned partition to its committed offset and keeps
+        that offset on the event loop. Asking the consumer thread instead
+        (`position()`) could wait on a rebalance that waits on this worker.
+        """
+        committed = self.app.consumer._committed_offset.get(tp)
+        return committed if committed is not None else 0
 
     async def _apply_inbound(self, held: Held) -> None:
         message = held.record

@@ -171,7 +171,9 @@ def test_two_workers_in_one_group_behave_as_one(lifecycle: Lifecycle) -> None:
     lifecycle.start("w2").wait_ready()
     kafka.wait_for(lambda: False not in _assigned(lifecycle), what="a rebalance")
     fresh = [fresh_subscriber() for _ in range(30)]
-    sends = [scenario.send(lifecycle.sender, s, 0) for s in lifecycle.opted_out + fresh]
+    # An hour on: every acknowledgement window of the earlier tests is closed.
+    subscribers = lifecycle.opted_out + fresh
+    sends = [scenario.send(lifecycle.sender, s, 3600) for s in subscribers]
     for send in sends:
         kafka.send(send)
 
@@ -210,7 +212,7 @@ def test_a_clean_restart_does_not_reread_the_changelog(lifecycle: Lifecycle) -> 
 
     worker.start().wait_ready()
     kafka, scenario = lifecycle.kafka, Scenario.new()
-    checks = [scenario.send(lifecycle.sender, s, 0) for s in lifecycle.opted_out]
+    checks = [scenario.send(lifecycle.sender, s, 3600) for s in lifecycle.opted_out]
     for send in checks:
         kafka.send(send)
     decisions = kafka.await_decisions(checks, timeout=120)

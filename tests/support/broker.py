@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from app.tools.broker import EmbeddedBroker, free_port
 
@@ -22,19 +23,26 @@ def _docker_engine_answers() -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class BrokerUnderTest:
+    bootstrap_servers: str
+    flavour: str  # "kafka" or "tansu", as STOPGUARD_BROKER_FLAVOUR
+
+
 @contextmanager
-def test_broker() -> Iterator[str]:
-    """Bootstrap servers of the broker this test session runs against."""
+def test_broker() -> Iterator[BrokerUnderTest]:
+    """The broker this test session runs against."""
     configured = os.environ.get("STOPGUARD_BOOTSTRAP_SERVERS")
     if configured:
         log.info("tests use the configured broker %s", configured)
-        yield configured
+        flavour = os.environ.get("STOPGUARD_BROKER_FLAVOUR", "kafka")
+        yield BrokerUnderTest(configured, flavour)
         return
     if _docker_engine_answers():
         from testcontainers.kafka import KafkaContainer
 
         with KafkaContainer() as kafka:
-            yield kafka.get_bootstrap_server()
+            yield BrokerUnderTest(kafka.get_bootstrap_server(), "kafka")
         return
     with EmbeddedBroker(free_port()) as broker:
-        yield broker.bootstrap_servers
+        yield BrokerUnderTest(broker.bootstrap_servers, "tansu")

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,28 +20,13 @@ from app.tools.consent_log import export_command
 from app.tools.importer import import_command
 from app.tools.status import status_from_api, status_from_topics
 from tests.conftest import Stack
-from tests.support.kafka import KafkaClient, Scenario
+from tests.support.kafka import KafkaClient, Scenario, registered
 from tests.support.numbers import fresh_number, fresh_subscriber, fresh_us_sender
 from tests.support.worker import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
 QUIET = Console(file=io.StringIO())
-
-
-def registered(
-    kafka: KafkaClient, worker: WorkerProcess, number: str, **fields: object
-) -> str:
-    """Register a number and wait until the worker judges sends by it."""
-    kafka.register(number, **fields)
-    kafka.flush()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        status, body = worker.get(f"/numbers/{number}")
-        if status == 200 and all(body.get(k) == v for k, v in fields.items()):
-            return number
-        time.sleep(0.2)
-    raise TimeoutError(f"registration of {number} never reached the worker")
 
 
 def cli(stack: Stack, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,6 @@ so the example counts are small; the shared worker keeps them affordable.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.kafka import KafkaClient, Scenario
+from tests.support.kafka import KafkaClient, Scenario, registered
 from tests.support.model import Model, Number
 from tests.support.numbers import fresh_subscriber, fresh_us_sender
 from tests.support.worker import WorkerProcess
@@ -25,7 +24,7 @@ from tests.support.worker import WorkerProcess
 pytestmark = pytest.mark.integration
 
 LIVE = settings(
-    max_examples=6,
+    max_examples=12,
     deadline=None,
     derandomize=False,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
@@ -187,15 +186,7 @@ def numbers(shared_stack: Any, shared_worker: WorkerProcess) -> list[Number]:
         Number(str(uuid.uuid4().int)[:5], "short_code", "US"),
     ]
     for number in numbers[:2]:
-        kafka.register(number.number, campaign_id=campaign)
-    kafka.flush()
-    deadline = time.monotonic() + 30
-    while (
-        shared_worker.get(f"/numbers/{numbers[1].number}")[1].get("campaign_id")
-        != campaign
-    ):
-        assert time.monotonic() < deadline, "registrations never reached the worker"
-        time.sleep(0.2)
+        registered(kafka, shared_worker, number.number, campaign_id=campaign)
     kafka.close()
     return numbers
 

@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
 
-from tests.support.kafka import KafkaClient, Scenario
+from tests.support.kafka import KafkaClient, Scenario, registered
 from tests.support.numbers import fresh_number, fresh_subscriber, fresh_us_sender
 from tests.support.worker import WorkerProcess
 
 pytestmark = pytest.mark.integration
-
-
-def registered(
-    kafka: KafkaClient, worker: WorkerProcess, number: str, **fields: object
-) -> str:
-    """Register a number and wait until the worker judges sends by it."""
-    kafka.register(number, **fields)
-    kafka.flush()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        status, body = worker.get(f"/numbers/{number}")
-        if status == 200 and all(body.get(k) == v for k, v in fields.items()):
-            return number
-        time.sleep(0.2)
-    raise TimeoutError(f"registration of {number} never reached the worker")
 
 
 def test_stop_keyword_variants_all_opt_out(kafka: KafkaClient) -> None:

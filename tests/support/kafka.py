@@ -15,6 +15,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from app.models import format_time
 from app.settings import Settings
 from app.topics import TopicCatalog, load_catalog
+from tests.support.worker import WorkerProcess
 
 
 def stamp(moment: datetime) -> str:
@@ -200,6 +201,21 @@ class KafkaClient:
     def close(self) -> None:
         self.flush()
         self._outputs.close()
+
+
+def registered(
+    kafka: KafkaClient, worker: WorkerProcess, number: str, **fields: Any
+) -> str:
+    """Register a number and wait until the worker judges sends by it."""
+    kafka.register(number, **fields)
+    kafka.flush()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status, body = worker.get(f"/numbers/{number}")
+        if status == 200 and all(body.get(k) == v for k, v in fields.items()):
+            return number
+        time.sleep(0.2)
+    raise TimeoutError(f"registration of {number} never reached the worker")
 
 
 def _batching(settings: Settings) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import typer
@@ -10,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from app.errors import StopguardError
+from app.logs import configure_logging
 from app.settings import Settings
 
 cli = typer.Typer(
@@ -25,10 +25,7 @@ errors = Console(stderr=True)
 
 def _settings() -> Settings:
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level,
-        format="[%(asctime)s] [%(levelname)s] [%(name)s] : %(message)s",
-    )
+    configure_logging(settings)
     return settings
 
 
@@ -140,6 +137,31 @@ def export(
 
     settings = tool_settings(_settings())
     export_command(settings, Path(output) if output else None, console)
+
+
+@cli.command()
+def bench(
+    quick: bool = typer.Option(False, help="Smaller sizes: about two minutes."),
+    requests: int | None = typer.Option(None, help="Sends in the backlog."),
+    subscribers: int = typer.Option(50_000, help="Distinct subscribers."),
+    optouts: int | None = typer.Option(None, help="Opt-outs in the recovery."),
+    rate: int = typer.Option(2_000, help="Offered sends/s in the latency phase."),
+    profile: str | None = typer.Option(None, help="py-spy output (raw stacks)."),
+) -> None:
+    """Measure throughput, latency, memory and replay speed (BENCHMARKS.md)."""
+    from pathlib import Path
+
+    from app.tools.bench import BenchOptions, bench_command
+
+    sizes = {"requests": requests, "optouts": optouts}
+    chosen = {k: v for k, v in sizes.items() if v is not None}
+    options = (BenchOptions.quick if quick else BenchOptions)(
+        **chosen,
+        subscribers=subscribers,
+        latency_rate=rate,
+        profile=Path(profile) if profile else None,
+    )
+    raise typer.Exit(bench_command(_settings(), options, console))
 
 
 def main() -> None:

@@ -33,6 +33,7 @@ class Settings(BaseSettings):
         description="URL other workers use to reach this one's HTTP API.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
 
     partitions: int | None = Field(
         default=None, ge=1, description="Overrides topics/topics.yaml."

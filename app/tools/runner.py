@@ -8,6 +8,7 @@ from contextlib import ExitStack
 import faust
 
 from app.errors import ConfigurationError
+from app.logs import logging_config
 from app.settings import Settings
 from app.tools.admin import apply_topics, missing_topics
 from app.tools.broker import EmbeddedBroker
@@ -52,8 +53,8 @@ def _start_faust_worker(settings: Settings) -> None:
     worker = faust.Worker(
         stopguard.app,
         loglevel=settings.log_level,
+        logging_config=logging_config(settings),
         quiet=True,
-        override_logging=True,
     )
     try:
         worker.execute_from_commandline()

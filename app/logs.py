@@ -1,0 +1,52 @@
+"""Log configuration: `[time] [LEVEL] [logger] : message`, or JSON lines."""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.config
+from datetime import UTC, datetime
+from typing import Any
+
+from app.settings import Settings
+
+TEXT_FORMAT = "[%(asctime)s] [%(levelname)s] [%(name)s] : %(message)s"
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per record, for log shippers that parse fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def logging_config(settings: Settings) -> dict[str, Any]:
+    """A dictConfig for the worker and the tools, from STOPGUARD_LOG_*."""
+    formatter: dict[str, Any] = (
+        {"()": JsonLines} if settings.log_format == "json" else {"format": TEXT_FORMAT}
+    )
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"default": formatter},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "default",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"level": settings.log_level, "handlers": ["stderr"]},
+    }
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.config.dictConfig(logging_config(settings))

@@ -7,10 +7,10 @@ from pathlib import Path
 import yaml
 
 from app.errors import ConfigurationError
-from app.rules.keywords import BUILTIN_POLICIES, KeywordPolicy
+from app.rules.keywords import BUILTIN_POLICIES, ConsentAction, KeywordPolicy
 from app.settings import Settings
 
-_ACTIONS = ("opt_out", "opt_in", "help")
+_ACTIONS: tuple[ConsentAction, ...] = ("opt_out", "opt_in", "help")
 
 
 def load_policy(settings: Settings) -> KeywordPolicy:
@@ -34,7 +34,10 @@ def _extend(policy: KeywordPolicy, path: Path) -> KeywordPolicy:
             f"{path} must hold a `name` and lists under {', '.join(_ACTIONS)}; "
             f"found {sorted(document)}"
         )
-    words = {action: document.get(action) or [] for action in _ACTIONS}
+    words: dict[ConsentAction, list[str]] = {
+        action: [str(word) for word in document.get(action) or []]
+        for action in _ACTIONS
+    }
     # The recorded policy name says which words judged each consent event, so
     # a later change of words never rewrites how history is read.
     return policy.with_words(f"{policy.name}+{document['name']}", words)

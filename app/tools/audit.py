@@ -342,7 +342,7 @@ class Auditor:
         if value is None or not self._wanted(value.get("subscriber")):
             return
         key = (value.get("subscriber"), value.get("event_id"), value.get("sequence"))
-        self._events.setdefault(key, (value, record.timestamp))
+        self._events.setdefault(key, (value, record.timestamp))  # type: ignore[arg-type]
 
     def _add_dead_letter(self, record: Record) -> None:
         wanted = self.filter.subscriber
@@ -373,8 +373,8 @@ class Auditor:
 
     def _steps_by_subscriber(self) -> dict[str, list[_Step]]:
         steps: dict[str, list[_Step]] = defaultdict(list)
-        for (subscriber, _, sequence), (event, stamp) in self._events.items():
-            steps[str(subscriber)].append(_Step(sequence, stamp, event=event))
+        for (events_of, _, sequence), (event, stamp) in self._events.items():
+            steps[str(events_of)].append(_Step(sequence, stamp, event=event))
         for request_id, recorded in self._decisions.items():
             raw = recorded.first.get("to")
             subscriber = subscriber_number(raw) if isinstance(raw, str) else None

@@ -66,11 +66,12 @@ def read_topics(
             message = consumer.poll(idle_timeout)
             if message is None:
                 break
-            if message.error():
-                if message.error().code() == KafkaError._PARTITION_EOF:
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
                     remaining.discard((message.topic(), message.partition()))
                     continue
-                raise RuntimeError(f"reading {message.topic()}: {message.error()}")
+                raise RuntimeError(f"reading {message.topic()}: {error}")
             yield message
     finally:
         consumer.close()

@@ -118,7 +118,7 @@ def _await_decisions(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for message in read_topics(settings, topics):
-            record = json.loads(message.value())
+            record = json.loads(message.value() or b"{}")
             if message.topic() == catalog.deadletter:
                 if f"demo-{tag}" in record.get("raw", ""):
                     found["dead letter"] = record

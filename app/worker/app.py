@@ -17,8 +17,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import faust
+from aiokafka import ConsumerRecord
 from faust.types import TP, EventT, StreamT
 
 from app.errors import InvalidRecord
@@ -96,7 +98,7 @@ def build_faust_app(settings: Settings, catalog: TopicCatalog) -> faust.App:
     )
 
 
-def _flavour_options(settings: Settings) -> dict[str, object]:
+def _flavour_options(settings: Settings) -> dict[str, Any]:
     """Workarounds for the embedded broker; none for Apache Kafka.
 
     Tansu reports a partition's high watermark as one past the first offset
@@ -148,7 +150,7 @@ class Stopguard:
         self.app.agent(self.inputs, name="decide", concurrency=1)(self._consume)
         self.outbox = Outbox(self.app)
         self.app.task(self._tick)
-        self.app.on_partitions_revoked.connect(self._on_revoked)
+        self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore
 
     def _declare_topics(self) -> None:
         catalog = self.catalog
@@ -163,7 +165,7 @@ class Stopguard:
 
     def _declare_tables(self) -> None:
         # Values are JSON documents the rules module reads and writes itself.
-        raw = {"key_type": bytes, "value_type": bytes}
+        raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
         specs = self.catalog.specs
         partitions = self.catalog.partitions
         self.consent = self.app.Table(
@@ -189,7 +191,7 @@ class Stopguard:
 
     async def _consume(self, stream: StreamT) -> None:
         await self.directory.loaded.wait()
-        async for event in stream.noack().events():
+        async for event in stream.noack().events():  # type: ignore[attr-defined]
             async with self._lock:
                 await self._on_record(event)
                 await self._handle_released()
@@ -209,6 +211,20 @@ class Stopguard:
                 await self._on_request(event, parse(SendRequest, message.value))
         except InvalidRecord as exc:
             await self._dead_letter(event, topic, str(exc))
+        except Exception as exc:
+            # A bug must not stop the partition behind one record: keep the
+            # record for a replay once fixed, and tell a person.
+            log.exception(
+                "cannot process topic=%s partition=%d offset=%d",
+                topic,
+                message.partition,
+                message.offset,
+            )
+            error = (
+                f"stopguard failed on this record ({exc!r}); it is kept here "
+                "to be replayed once the fault is fixed: report it"
+            )
+            await self._dead_letter(event, topic, error)
 
     def _source_topic(self, event: EventT) -> str:
         topic = event.message.topic
@@ -349,7 +365,7 @@ class Stopguard:
         that offset on the event loop. Asking the consumer thread instead
         (`position()`) could wait on a rebalance that waits on this worker.
         """
-        committed = self.app.consumer._committed_offset.get(tp)
+        committed = self.app.consumer._committed_offset.get(tp)  # type: ignore
         return committed if committed is not None else 0
 
     async def _apply_inbound(self, held: Held) -> None:
@@ -453,14 +469,16 @@ class Stopguard:
         if count == 1 or count % 100 == 0:
             log.warning("dead letter topic=%s total=%d %s", topic, count, detail)
 
-    async def _dead_letter_registration(self, record: object, error: str) -> None:
+    async def _dead_letter_registration(
+        self, record: ConsumerRecord, error: str
+    ) -> None:
         letter = dead_letter(
             record.topic,
             record.partition,
-            record.offset,  # type: ignore[attr-defined]
+            record.offset,
             record.key,
             record.value,
-            error,  # type: ignore[attr-defined]
+            error,
         )
         await self.deadletter.send(key=letter.key, value=letter.to_json())
         metrics.DEAD_LETTERS.labels(self.catalog.numbers).inc()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -61,7 +61,7 @@ def dead_letter(
     )
 
 
-def _as_text(value: bytes) -> tuple[str, str]:
+def _as_text(value: bytes) -> tuple[str, Literal["text", "base64"]]:
     try:
         return value.decode("utf-8"), "text"
     except UnicodeDecodeError:

@@ -26,7 +26,7 @@ def register_views(stopguard: Stopguard) -> None:
 
     @app.page("/ready")
     async def ready(web: View, request: Request) -> Response:
-        recovered = app.tables.recovery.completed.is_set()
+        recovered = app.tables.recovery.completed.is_set()  # type: ignore
         registry = stopguard.directory.loaded.is_set()
         body = {
             "ready": recovered and registry and not app.rebalancing,
@@ -79,7 +79,12 @@ def register_subscriber_view(stopguard: Stopguard) -> None:
         # E.164 form sends "+1 415…" and "+1415…" to the same owner, the one
         # partition_for (murmur2 of the E.164 key) picked for the table row.
         try:
-            return await app.router.route_req(table.name, canonical, web, request)
+            return await app.router.route_req(
+                table.name,
+                canonical,
+                web,  # type: ignore[arg-type]
+                request,
+            )
         except SameNode:
             body, status = consent_body(table.get(canonical), canonical)
             return web.json(body, status=status)

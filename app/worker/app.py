@@ -371,17 +371,18 @@ class Stopguard:
     async def _apply_inbound(self, held: Held) -> None:
         message = held.record
         assert isinstance(message, InboundMessage)
+        if self.policy.classify(message.text) is None:
+            # Plain text changes nothing, so the state is not even read.
+            metrics.PLAIN_TEXTS.inc()
+            self.outbox.add(held.event)
+            return
         with acting_for(held.event):
             consent = self._load_consent(held.subscriber)
             profile = self.directory.directory.profile(held.number)
             change = apply_inbound(consent, message, profile, self.policy)
-            if change is not None:
-                self.consent[held.subscriber] = consent.to_json()
-        if change is None:
-            metrics.PLAIN_TEXTS.inc()
-            self.outbox.add(held.event)
-        else:
-            self._publish_change(held, change)
+            assert change is not None  # a keyword always makes an event
+            self.consent[held.subscriber] = consent.to_json()
+        self._publish_change(held, change)
 
     async def _apply_import(self, held: Held) -> None:
         row = held.record

@@ -45,5 +45,7 @@ class Outbox:
         await self.app.producer.flush()
         for event, outputs in entries:
             for topic, key, value in outputs:
-                await topic.send(key=key, value=value)
+                # Queued in the producer buffer; Faust flushes it before it
+                # commits the offsets acknowledged here.
+                topic.send_soon(key=key, value=value)
             event.ack()

@@ -141,7 +141,7 @@ def export(
 
 @cli.command()
 def bench(
-    quick: bool = typer.Option(False, help="Smaller sizes: about two minutes."),
+    quick: bool = typer.Option(False, help="Smaller sizes, one worker phase."),
     requests: int | None = typer.Option(None, help="Sends in the backlog."),
     subscribers: int = typer.Option(50_000, help="Distinct subscribers."),
     optouts: int | None = typer.Option(None, help="Opt-outs in the recovery."),

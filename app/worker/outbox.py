@@ -9,6 +9,7 @@ request is answered with it instead of a new, possibly different, one.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from faust.types import AppT, EventT, TopicT
@@ -20,19 +21,29 @@ class Outbox:
 
     app: AppT
     max_pending: int = 1000
+    # Each publish waits for one flush: letting outputs gather this long
+    # turns many small produce requests into a few large ones.
+    max_delay: float = 0.02
     _entries: list[tuple[EventT, list[tuple[TopicT, str, bytes]]]] = field(
         default_factory=list
     )
     _size: int = 0
+    _oldest: float = 0.0
 
     def __len__(self) -> int:
         return self._size
 
     @property
-    def full(self) -> bool:
-        return self._size >= self.max_pending
+    def due(self) -> bool:
+        """Full, or holding outputs longer than `max_delay`."""
+        if not self._size:
+            return False
+        waited = time.monotonic() - self._oldest
+        return self._size >= self.max_pending or waited >= self.max_delay
 
     def add(self, event: EventT, *outputs: tuple[TopicT, str, bytes]) -> None:
+        if not self._entries:
+            self._oldest = time.monotonic()
         self._entries.append((event, list(outputs)))
         self._size += 1
 

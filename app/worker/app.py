@@ -310,7 +310,10 @@ class Stopguard:
     async def _tick(self) -> None:
         """Release sends whose wait is over and publish what is pending."""
         next_lag_report = 0.0
-        while not self.app.should_stop:
+        # Runs until the app is torn down, not merely stopping: while Faust
+        # waits for in-flight records at shutdown, the outbox must still
+        # publish and acknowledge them so that the final commit covers them.
+        while True:
             await asyncio.sleep(TICK_INTERVAL)
             if len(self.aligner) or self.outbox.due:
                 async with self._lock:
@@ -500,6 +503,9 @@ class Stopguard:
         # are left unacknowledged and their new owner reads them again.
         async with self._lock:
             await self.outbox.publish()
+        # Faust seeks every partition it assigns back to its committed offset:
+        # committing now keeps what was just decided from being decided again.
+        await self.app.consumer.commit()
         partitions = {tp.partition for tp in revoked if tp.topic in self._topics()}
         if partitions:
             dropped = self.aligner.forget(partitions)

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import orjson
 from rich.console import Console
@@ -58,16 +58,7 @@ TopicKey = Literal[
     "events",
     "deadletter",
 ]
-AUDITED_TOPICS: tuple[TopicKey, ...] = (
-    "numbers",
-    "inbound",
-    "imports",
-    "requests",
-    "approved",
-    "rejected",
-    "events",
-    "deadletter",
-)
+AUDITED_TOPICS: tuple[TopicKey, ...] = get_args(TopicKey)
 FindingKind = Literal[
     "decision_differs",  # the replay decides otherwise
     "sender_profile",  # the sender was judged by another registration

@@ -59,6 +59,7 @@ SOURCE_HEADER = "stopguard-source"
 # the stream itself is quiet; under load the outbox fills and publishes first.
 TICK_INTERVAL = 0.005
 LAG_REPORT_INTERVAL = 5.0
+REVOKE_COMMIT_TIMEOUT = 10.0
 
 
 @dataclass
@@ -505,7 +506,14 @@ class Stopguard:
             await self.outbox.publish()
         # Faust seeks every partition it assigns back to its committed offset:
         # committing now keeps what was just decided from being decided again.
-        await self.app.consumer.commit()
+        # Bounded, so that a slow commit cannot hold up the rebalance itself.
+        if revoked:
+            try:
+                await asyncio.wait_for(
+                    self.app.consumer.commit(), REVOKE_COMMIT_TIMEOUT
+                )
+            except TimeoutError:
+                log.warning("commit at revocation timed out; records may repeat")
         partitions = {tp.partition for tp in revoked if tp.topic in self._topics()}
         if partitions:
             dropped = self.aligner.forget(partitions)

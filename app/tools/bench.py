@@ -979,10 +979,8 @@ def extrapolate(figures: RecoveryFigures) -> RecoveryFigures:
 
 
 def measure_replay(stack: Stack) -> ReplayFigures:
-    try:
-        from app.tools.audit import AuditFilter, run_audit
-    except ImportError as exc:
-        return ReplayFigures(measured=False, note=f"not measured: {exc}")
+    from app.tools.audit import AuditFilter, run_audit
+
     summary = run_audit(stack.settings, AuditFilter())
     return ReplayFigures(
         measured=True,

@@ -50,3 +50,14 @@ def logging_config(settings: Settings) -> dict[str, Any]:
 
 def configure_logging(settings: Settings) -> None:
     logging.config.dictConfig(logging_config(settings))
+
+
+def drop_spinner(worker: Any) -> None:
+    """Switch off the terminal spinner of a `faust.Worker`.
+
+    At log levels WARNING and above Faust keeps its spinner and lowers the
+    root logger to DEBUG so that the spinner turns on every record: every
+    debug call of Faust and aiokafka then builds a log record, a cost paid
+    per message. A worker logs to a file or a collector, not a terminal.
+    """
+    worker.spinner = None

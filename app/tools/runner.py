@@ -8,7 +8,7 @@ from contextlib import ExitStack
 import faust
 
 from app.errors import ConfigurationError
-from app.logs import logging_config
+from app.logs import drop_spinner, logging_config
 from app.settings import Settings
 from app.tools.admin import apply_topics, missing_topics
 from app.tools.broker import EmbeddedBroker
@@ -56,6 +56,7 @@ def _start_faust_worker(settings: Settings) -> None:
         logging_config=logging_config(settings),
         quiet=True,
     )
+    drop_spinner(worker)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:

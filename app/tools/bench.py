@@ -9,7 +9,9 @@ Phases, in order:
 
 1. throughput: a backlog of send requests (with some inbound messages) is
    produced first, then one worker, later two in one group, decide it all;
-2. baseline: a bare consume, parse and produce loop over the same backlog;
+2. baseline: a bare consume, parse and produce loop over the same backlog,
+   and the Faust floor: a Faust worker that answers every send without any
+   rules (app/tools/faust_floor.py);
 3. latency: sends at a fixed rate, produce to decision readable;
 4. recovery: opt-outs written straight into the consent changelog, then a
    worker with an empty data directory restores them;
@@ -68,6 +70,7 @@ TARGET_OPTOUTS = 10_000_000
 TARGET_REPLAY_PER_S = 100_000
 
 READY_TIMEOUT = 600.0
+FAUST_FLOOR = ("app.tools.faust_floor",)
 # How long after the last send of a latency run its decisions may still come.
 LATENCY_GRACE = 3.0
 DECISION_TIMEOUT = 900.0
@@ -377,17 +380,17 @@ class BenchReport:
     produce_per_s: float | None = None
     throughput: list[ThroughputFigures] = field(default_factory=list)
     baseline: BaselineFigures | None = None
+    faust_floor: ThroughputFigures | None = None
     latency: list[LatencyFigures] = field(default_factory=list)
     recovery: RecoveryFigures | None = None
     replay: ReplayFigures | None = None
 
     def baseline_ratio(self) -> float | None:
-        one = self._one_worker()
-        if one is None or self.baseline is None:
-            return None
-        mine = one.steady_decisions_per_s or one.decisions_per_s
-        theirs = self.baseline.steady_requests_per_s or self.baseline.requests_per_s
-        return mine / theirs if mine and theirs else None
+        return rate_ratio(self._one_worker(), self.baseline)
+
+    def floor_ratio(self) -> float | None:
+        """One worker's decisions against the Faust floor's answers."""
+        return rate_ratio(self._one_worker(), self.faust_floor)
 
     def _one_worker(self) -> ThroughputFigures | None:
         return next((t for t in self.throughput if t.workers == 1), None)
@@ -395,8 +398,25 @@ class BenchReport:
     def to_json(self) -> str:
         document = asdict(self)
         document["baseline_ratio"] = self.baseline_ratio()
+        document["faust_floor_ratio"] = self.floor_ratio()
         document["options"] = {k: str(v) for k, v in self.options.items()}
         return json.dumps(document, separators=(",", ":"))
+
+
+def rate_ratio(
+    mine: ThroughputFigures | None, theirs: ThroughputFigures | BaselineFigures | None
+) -> float | None:
+    """Steady rate over steady rate (first→last where there is no steady one)."""
+    numerator, denominator = _per_s(mine), _per_s(theirs)
+    return numerator / denominator if numerator and denominator else None
+
+
+def _per_s(figures: ThroughputFigures | BaselineFigures | None) -> float | None:
+    if isinstance(figures, BaselineFigures):
+        return figures.steady_requests_per_s or figures.requests_per_s
+    if isinstance(figures, ThroughputFigures):
+        return figures.steady_decisions_per_s or figures.decisions_per_s
+    return None
 
 
 def machine_facts() -> dict[str, Any]:
@@ -465,6 +485,8 @@ class Worker:
 
     stack: Stack
     name: str
+    # The module `python -m` runs: the worker, or the Faust floor.
+    command: tuple[str, ...] = ("app", "run")
     web_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     started: float = 0.0
@@ -490,7 +512,7 @@ class Worker:
         with self.log_path.open("ab") as log:
             self.started = time.monotonic()
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "app", "run"],
+                [sys.executable, "-m", *self.command],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -685,11 +707,12 @@ def measure_throughput(
     workers: int,
     requests: int,
     profile: Path | None = None,
+    command: tuple[str, ...] = Worker.command,
 ) -> ThroughputFigures:
     """Start `workers` on the backlog already in `stack`; time every decision."""
     consumer = reader(stack.settings, **{"enable.partition.eof": False})
     assign_from_start(consumer, stack.decision_topics)
-    started = [Worker(stack, f"worker-{n}").start() for n in range(workers)]
+    started = [Worker(stack, f"worker-{n}", command).start() for n in range(workers)]
     watch = ReadyWatch(started[0])
     watch.start()
     progress = Progress(requests)
@@ -1067,6 +1090,12 @@ class BenchRun:
         log(f"backlog produced at {_n(report.produce_per_s)} records/s")
         report.baseline = measure_baseline(one, len(mix), options.requests)
         log(f"baseline: {_n(report.baseline.requests_per_s)} requests/s")
+        floor = self.stack("floor")
+        produce_backlog(floor, mix, self.start)
+        report.faust_floor = measure_throughput(
+            floor, 1, options.requests, command=FAUST_FLOOR
+        )
+        log(f"Faust floor: {_n(report.faust_floor.steady_decisions_per_s)} answers/s")
         for workers in range(1, options.max_workers + 1):
             target = one
             if workers > 1:
@@ -1157,6 +1186,13 @@ def report_rows(report: BenchReport) -> list[tuple[str, str, str]]:
         ]
     ratio = report.baseline_ratio()
     rows.append(("1 worker / baseline", _n(ratio, 4), f"≥ {TARGET_BASELINE_RATIO}"))
+    if report.faust_floor:
+        floor = report.faust_floor
+        rows += [
+            ("Faust floor, answers/s (steady)", _n(floor.steady_decisions_per_s), ""),
+            ("Faust floor / baseline", _n(rate_ratio(floor, report.baseline), 4), ""),
+            ("1 worker / Faust floor", _n(report.floor_ratio(), 2), ""),
+        ]
     for lat in report.latency:
         rows += [
             (

@@ -13,6 +13,8 @@ from app.rules.consent import SubscriberConsent
 from app.rules.numbers import sender_number, subscriber_number
 from app.settings import Settings
 from app.tools.bench import (
+    BaselineFigures,
+    BenchReport,
     ConsentTemplate,
     LatencyWindow,
     RecoveryFigures,
@@ -24,7 +26,9 @@ from app.tools.bench import (
     latency_rates,
     optout_subscriber,
     percentile,
+    rate_ratio,
     record_mix,
+    report_rows,
     steady_rate,
 )
 
@@ -154,3 +158,36 @@ def test_extrapolation_is_linear_from_the_idle_worker() -> None:
 
     assert figures.extrapolated_recovery_s == pytest.approx(200.0)
     assert figures.extrapolated_rss_mb == pytest.approx(700.0)
+
+
+def _worker(steady: float | None, overall: float | None) -> ThroughputFigures:
+    return ThroughputFigures(1, 10, 10, None, None, None, overall, steady)
+
+
+def test_rate_ratio_prefers_steady_rates_and_needs_both() -> None:
+    baseline = BaselineFigures(
+        records=10,
+        requests=10,
+        elapsed_s=1.0,
+        requests_per_s=500.0,
+        steady_requests_per_s=1000.0,
+    )
+
+    assert rate_ratio(_worker(250.0, 100.0), baseline) == pytest.approx(0.25)
+    assert rate_ratio(_worker(None, 100.0), baseline) == pytest.approx(0.1)
+    assert rate_ratio(_worker(250.0, 100.0), _worker(500.0, 1.0)) == 0.5
+    assert rate_ratio(_worker(None, None), baseline) is None
+    assert rate_ratio(None, baseline) is None
+    assert rate_ratio(_worker(250.0, None), None) is None
+
+
+def test_the_report_sets_the_worker_against_the_faust_floor() -> None:
+    report = BenchReport(options={}, machine={"nproc": 2, "cpu": "test"})
+    report.throughput.append(_worker(300.0, 290.0))
+    report.faust_floor = _worker(1200.0, 1100.0)
+
+    rows = {figure: value for figure, value, _ in report_rows(report)}
+
+    assert rows["Faust floor, answers/s (steady)"] == "1,200"
+    assert rows["1 worker / Faust floor"] == "0.25"
+    assert orjson.loads(report.to_json())["faust_floor_ratio"] == 0.25

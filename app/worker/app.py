@@ -48,15 +48,14 @@ from app.worker.alignment import EventTimeAligner, Kind
 from app.worker.directory import DirectoryReader
 from app.worker.event_context import acting_for
 from app.worker.kafka_options import faust_credentials
-from app.worker.outbox import Outbox
+from app.worker.outbox import ConfirmedTable, Outbox
 from app.worker.partitioning import partition_for
 from app.worker.records import dead_letter, parse
 
 log = logging.getLogger(__name__)
 
 SOURCE_HEADER = "stopguard-source"
-# How often held sends are re-examined and pending outputs published when
-# the stream itself is quiet; under load the outbox fills and publishes first.
+# How often held sends are re-examined when the stream itself is quiet.
 TICK_INTERVAL = 0.005
 LAG_REPORT_INTERVAL = 5.0
 REVOKE_COMMIT_TIMEOUT = 10.0
@@ -95,6 +94,7 @@ def build_faust_app(settings: Settings, catalog: TopicCatalog) -> faust.App:
         web_host=settings.web_host,
         canonical_url=settings.canonical_url or _advertised_url(settings),
         web_in_thread=False,
+        Table=ConfirmedTable,
         **_flavour_options(settings),
     )
 
@@ -149,9 +149,11 @@ class Stopguard:
         self._dead_letters: dict[str, int] = {}
         self._lock = asyncio.Lock()
         self.app.agent(self.inputs, name="decide", concurrency=1)(self._consume)
-        self.outbox = Outbox(self.app)
+        self.outbox = Outbox(self.app, [self.consent, self.decisions])
         self.app.task(self._tick)
+        self.app.task(self._publish_outbox)
         self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore
+        self.app.on_before_shutdown.connect(self._on_shutdown)  # type: ignore
 
     def _declare_topics(self) -> None:
         catalog = self.catalog
@@ -177,7 +179,7 @@ class Stopguard:
         }
         specs = self.catalog.specs
         partitions = self.catalog.partitions
-        self.consent = self.app.Table(
+        self.consent: ConfirmedTable = self.app.Table(  # type: ignore[assignment]
             "consent",
             partitions=partitions,
             on_changelog_event=_count_restored("consent"),
@@ -188,7 +190,7 @@ class Stopguard:
         # Decisions are kept for the idempotency horizon (the changelog's
         # retention): RocksDB drops older ones, so the table stays bounded.
         decisions_config = specs["decisions_changelog"].config
-        self.decisions = self.app.Table(
+        self.decisions: ConfirmedTable = self.app.Table(  # type: ignore[assignment]
             "decisions",
             partitions=partitions,
             on_changelog_event=_count_restored("decisions"),
@@ -205,8 +207,7 @@ class Stopguard:
             async with self._lock:
                 await self._on_record(event)
                 await self._handle_released()
-                if self.outbox.due:
-                    await self.outbox.publish()
+            await self.outbox.wait_for_room()
 
     async def _on_record(self, event: EventT) -> None:
         message = event.message
@@ -309,21 +310,31 @@ class Stopguard:
     # Handling records in event-time order ------------------------------
 
     async def _tick(self) -> None:
-        """Release sends whose wait is over and publish what is pending."""
+        """Release sends whose wait is over while the stream is quiet."""
         next_lag_report = 0.0
         # Runs until the app is torn down, not merely stopping: while Faust
-        # waits for in-flight records at shutdown, the outbox must still
-        # publish and acknowledge them so that the final commit covers them.
+        # waits for in-flight records at shutdown, held sends must still be
+        # decided so that they are acknowledged before the final commit.
         while True:
             await asyncio.sleep(TICK_INTERVAL)
-            if len(self.aligner) or self.outbox.due:
+            if len(self.aligner):
                 async with self._lock:
                     await self._handle_released()
-                    if self.outbox.due:
-                        await self.outbox.publish()
             if time.monotonic() >= next_lag_report:
                 self._report_lag()
                 next_lag_report = time.monotonic() + LAG_REPORT_INTERVAL
+
+    async def _publish_outbox(self) -> None:
+        # Like the tick, runs until the app is torn down.
+        try:
+            await self.outbox.run()
+        except Exception as exc:
+            log.critical(
+                "a changelog write was refused (%r): stopping the worker; what "
+                "it decided since its last commit is processed again on restart",
+                exc,
+            )
+            await self.app.crash(exc)
 
     def _report_lag(self) -> None:
         consumer = self.app.consumer
@@ -500,30 +511,67 @@ class Stopguard:
         self._log_dead_letter(self.catalog.numbers, error)
 
     async def _on_revoked(self, app: faust.App, revoked: set[TP], **_: object) -> None:
-        # What was decided is published before the partitions go; held records
-        # are left unacknowledged and their new owner reads them again.
+        await self._hand_back(revoked, "revoked")
+
+    async def _on_shutdown(self, app: faust.App, **_: object) -> None:
+        # Faust has stopped fetching and waited for every record in flight.
+        await self._hand_back(set(self._next_offsets), "stopping")
+
+    async def _hand_back(self, partitions: set[TP], why: str) -> None:
+        """Publish, then commit what was handled, before partitions go."""
+        # Held records are left unacknowledged: their next owner reads them
+        # again.
         async with self._lock:
             await self.outbox.publish()
-        # Faust seeks every partition it assigns back to its committed offset:
-        # committing now keeps what was just decided from being decided again.
-        # Bounded, so that a slow commit cannot hold up the rebalance itself.
-        if revoked:
-            try:
-                await asyncio.wait_for(
-                    self.app.consumer.commit(), REVOKE_COMMIT_TIMEOUT
-                )
-            except TimeoutError:
-                log.warning("commit at revocation timed out; records may repeat")
-        partitions = {tp.partition for tp in revoked if tp.topic in self._topics()}
-        if partitions:
-            dropped = self.aligner.forget(partitions)
+            mine = {tp for tp in partitions if tp.topic in self._topics()}
+            dropped = self.aligner.forget({tp.partition for tp in mine})
+        if mine:
             log.info(
-                "partitions revoked=%s held records handed back=%d",
-                sorted(partitions),
+                "partitions %s=%s held records handed back=%d",
+                why,
+                sorted({tp.partition for tp in mine}),
                 len(dropped),
             )
-        for tp in revoked:
+        # The new owner starts at the committed offsets: committing what was
+        # handled keeps it from being decided, and published, a second time.
+        # Bounded, so that a slow commit cannot hold up the rebalance itself.
+        offsets = self._handled_offsets(mine, dropped)
+        if offsets:
+            try:
+                await asyncio.wait_for(self._commit(offsets), REVOKE_COMMIT_TIMEOUT)
+            except TimeoutError:
+                log.warning(
+                    "commit at revocation timed out after %.0fs: the next owner "
+                    "reads the records handled since the last commit again and "
+                    "answers them with their recorded decisions",
+                    REVOKE_COMMIT_TIMEOUT,
+                )
+        for tp in partitions:
             self._next_offsets.pop(tp, None)
+
+    def _handled_offsets(self, revoked: set[TP], held: list[Held]) -> dict[TP, int]:
+        """Per revoked partition, the offset after the last record handled.
+
+        Faust forgets a partition's acknowledgements when it is revoked,
+        before any commit of its own can cover those since the last periodic
+        commit; this worker knows them. Every record it was given is
+        acknowledged by now (the outbox is published) or was held; a held
+        record's offset bounds what may be committed.
+        """
+        offsets = {
+            tp: self._next_offsets[tp] for tp in revoked if tp in self._next_offsets
+        }
+        for item in held:
+            tp = item.event.message.tp
+            if tp in offsets:
+                offsets[tp] = min(offsets[tp], item.event.message.offset)
+        return offsets
+
+    async def _commit(self, offsets: dict[TP, int]) -> None:
+        # Outputs are handed to the producer before their inputs are
+        # acknowledged: they must be stored before the offsets move past.
+        await self.app.producer.flush()
+        await self.app.consumer._commit(offsets)  # type: ignore[attr-defined]
 
     def _topics(self) -> set[str]:
         catalog = self.catalog

@@ -1,62 +1,99 @@
 """Outputs that wait until the state behind them is durable.
 
-A decision or consent event is published only after the table writes that
-produced it have been acknowledged by the brokers, and its input record is
-acknowledged to Faust only after that. So after any crash, a published
+A decision or consent event is published only after the changelog writes
+that produced it have been acknowledged by the brokers, and its input record
+is acknowledged to Faust only after that. So after any crash, a published
 decision is always found again in the `decisions` table, and a redelivered
 request is answered with it instead of a new, possibly different, one.
+
+Publishing runs beside the stream, not inside it: while one batch waits for
+its changelog acknowledgements, the agent goes on deciding the next. The
+tables report the future of every changelog record they send
+(`ConfirmedTable`), so a batch waits for its own writes and nothing else.
 """
 
 from __future__ import annotations
 
-import time
+import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
+import faust
 from faust.types import AppT, EventT, TopicT
+from faust.types.tuples import FutureMessage
+
+Output = tuple[TopicT, str, bytes]
+
+
+class ConfirmedTable(faust.Table):  # type: ignore[misc]
+    """A Faust table that keeps the futures of its unconfirmed changelog writes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.unconfirmed: list[FutureMessage] = []
+
+    def send_changelog(self, *args: Any, **kwargs: Any) -> FutureMessage:
+        written = super().send_changelog(*args, **kwargs)
+        self.unconfirmed.append(written)
+        return written
+
+    def take_unconfirmed(self) -> list[FutureMessage]:
+        taken, self.unconfirmed = self.unconfirmed, []
+        return taken
 
 
 @dataclass
 class Outbox:
-    """Collects (topic, key, value) triples per input event, then publishes."""
+    """Collects the outputs of each input event; publishes them in batches.
+
+    Batches leave in the order they were filled, one at a time, so the
+    outputs for one subscriber keep their order.
+    """
 
     app: AppT
-    max_pending: int = 1000
-    # Each publish waits for one flush: letting outputs gather this long
-    # turns many small produce requests into a few large ones.
-    max_delay: float = 0.02
-    _entries: list[tuple[EventT, list[tuple[TopicT, str, bytes]]]] = field(
-        default_factory=list
-    )
-    _size: int = 0
-    _oldest: float = 0.0
+    tables: list[ConfirmedTable]
+    # Beyond this many waiting events the agent pauses until a batch leaves.
+    max_pending: int = 5000
+    _entries: list[tuple[EventT, tuple[Output, ...]]] = field(default_factory=list)
+    _filled: asyncio.Event = field(default_factory=asyncio.Event)
+    _published: asyncio.Event = field(default_factory=asyncio.Event)
+    _one_at_a_time: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __len__(self) -> int:
-        return self._size
+        return len(self._entries)
 
-    @property
-    def due(self) -> bool:
-        """Full, or holding outputs longer than `max_delay`."""
-        if not self._size:
-            return False
-        waited = time.monotonic() - self._oldest
-        return self._size >= self.max_pending or waited >= self.max_delay
+    def add(self, event: EventT, *outputs: Output) -> None:
+        self._entries.append((event, outputs))
+        self._filled.set()
 
-    def add(self, event: EventT, *outputs: tuple[TopicT, str, bytes]) -> None:
-        if not self._entries:
-            self._oldest = time.monotonic()
-        self._entries.append((event, list(outputs)))
-        self._size += 1
+    async def wait_for_room(self) -> None:
+        """Back-pressure: return once fewer than `max_pending` events wait."""
+        while len(self._entries) >= self.max_pending:
+            self._published.clear()
+            await self._published.wait()
+
+    async def run(self) -> None:
+        """Publish whatever has gathered, as soon as the last batch is out."""
+        while True:
+            await self._filled.wait()
+            await self.publish()
 
     async def publish(self) -> None:
-        """Make the table writes durable, publish the outputs, ack the inputs."""
-        if not self._entries:
-            return
-        entries, self._entries, self._size = self._entries, [], 0
-        # Waits for every buffered changelog write to be acknowledged.
-        await self.app.producer.flush()
-        for event, outputs in entries:
-            for topic, key, value in outputs:
-                # Queued in the producer buffer; Faust flushes it before it
-                # commits the offsets acknowledged here.
-                topic.send_soon(key=key, value=value)
-            event.ack()
+        """Wait for the state writes of what is pending, publish, ack the inputs."""
+        async with self._one_at_a_time:
+            # Taken together, with no await in between: every write made for
+            # these entries was sent before they were added.
+            entries, self._entries = self._entries, []
+            self._filled.clear()
+            writes = [w for table in self.tables for w in table.take_unconfirmed()]
+            if writes:
+                # Raises if the brokers refused a write: the entries stay
+                # unacknowledged and are processed again after a restart.
+                await asyncio.gather(*writes)
+            for event, outputs in entries:
+                for topic, key, value in outputs:
+                    # Handed to the producer now; Faust flushes the producer
+                    # before it commits the offsets acknowledged here.
+                    await topic.send(key=key, value=value)
+                event.ack()
+            self._published.set()

@@ -82,6 +82,12 @@ FATAL_KINDS: frozenset[str] = frozenset(
     }
 )
 BATCH_SIZE = 10_000
+# `consume` returns when it has a full batch or when this wait is over, so a
+# long wait would be paid in full on the last, short batch.
+BATCH_WAIT = 0.2
+# With partitions left to read, this long without a record means the broker
+# stopped answering.
+IDLE_LIMIT = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -749,10 +755,17 @@ def read_records(
                     total += high - low
         on_total(total)
         consumer.assign(assignment)
+        last_record = time.monotonic()
         while remaining:
-            batch = consumer.consume(BATCH_SIZE, timeout=5.0)
+            batch = consumer.consume(BATCH_SIZE, timeout=BATCH_WAIT)
             if not batch:
-                break
+                if time.monotonic() - last_record > IDLE_LIMIT:
+                    raise BrokerError(
+                        f"no record for {IDLE_LIMIT:.0f}s with {len(remaining)} "
+                        "partitions still unread; check the broker and run again"
+                    )
+                continue
+            last_record = time.monotonic()
             for message in batch:
                 error = message.error()
                 if error is None:

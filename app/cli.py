@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -11,6 +12,7 @@ from rich.table import Table
 from app.errors import StopguardError
 from app.logs import configure_logging
 from app.settings import Settings
+from app.tools.bench import Phase
 
 cli = typer.Typer(
     help="SMS opt-out enforcement on Kafka.",
@@ -147,13 +149,19 @@ def bench(
     optouts: int | None = typer.Option(None, help="Opt-outs in the recovery."),
     rate: int = typer.Option(2_000, help="Offered sends/s in the latency phase."),
     profile: str | None = typer.Option(None, help="py-spy output (raw stacks)."),
+    phase: Annotated[
+        list[Phase] | None,
+        typer.Option(help="Run only this phase (repeat for more); default: all."),
+    ] = None,
 ) -> None:
     """Measure throughput, latency, memory and replay speed (BENCHMARKS.md)."""
     from pathlib import Path
 
     from app.tools.bench import BenchOptions, bench_command
 
-    sizes = {"requests": requests, "optouts": optouts}
+    sizes: dict[str, Any] = {"requests": requests, "optouts": optouts}
+    if phase:
+        sizes["phases"] = tuple(phase)
     chosen = {k: v for k, v in sizes.items() if v is not None}
     options = (BenchOptions.quick if quick else BenchOptions)(
         **chosen,

@@ -191,3 +191,19 @@ def test_the_report_sets_the_worker_against_the_faust_floor() -> None:
     assert rows["Faust floor, answers/s (steady)"] == "1,200"
     assert rows["1 worker / Faust floor"] == "0.25"
     assert orjson.loads(report.to_json())["faust_floor_ratio"] == 0.25
+
+
+def test_a_recovery_only_report_has_no_throughput_rows() -> None:
+    report = BenchReport(options={}, machine={"nproc": 2, "cpu": "test"})
+    report.recovery = extrapolate(
+        RecoveryFigures(
+            10_000_000, 60.0, 1500.0, 300.0, 310.0, None, 10_000_000, None, None
+        )
+    )
+
+    rows = {figure: value for figure, value, _ in report_rows(report)}
+
+    assert rows["recovery of 10,000,000 opt-outs, s"] == "1,500.0"
+    assert rows["peak RSS, 10,000,000 opt-outs, MB"] == "310"
+    assert not any("extrapolated" in figure for figure in rows)
+    assert not any("worker(s)" in figure for figure in rows)

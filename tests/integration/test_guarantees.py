@@ -158,6 +158,12 @@ def test_sigkill_and_lost_local_state_change_no_decision(
         kafka.send(send)  # the rest, and some retries of what came before
     worker.start().wait_ready()
     kafka.await_decisions(sends, timeout=180)
+    retried = [send["request_id"] for send in sends[:100]]
+    kafka.wait_for(
+        lambda: all(len(kafka.all_decisions(r)) >= 2 for r in retried),
+        timeout=120,
+        what="the answers to the retries",
+    )
 
     decisions = assert_one_decision_content(kafka, [s["request_id"] for s in sends])
     for subscriber in subscribers:
@@ -189,10 +195,15 @@ def test_two_workers_in_one_group_behave_as_one(lifecycle: Lifecycle) -> None:
 
 
 def _mark(kafka: KafkaClient) -> dict[str, int]:
-    """How many decisions were seen so far, once the outputs are quiet."""
-    kafka.poll_outputs(timeout=3)
+    """How many decisions were seen so far, once no more arrive."""
     topics = (kafka.topics.approved, kafka.topics.rejected)
-    return {topic: len(kafka.seen.get(topic, [])) for topic in topics}
+    seen: dict[str, int] | None = None
+    while True:
+        kafka.poll_outputs(timeout=2)
+        now = {topic: len(kafka.seen.get(topic, [])) for topic in topics}
+        if now == seen:
+            return now
+        seen = now
 
 
 def _decided_since(kafka: KafkaClient, mark: dict[str, int]) -> Counter[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -10,7 +11,12 @@ from typing import Any
 import pytest
 
 from app.models import InboundMessage, NumberRegistration, SendRequest, format_time
-from app.rules.consent import SubscriberConsent, apply_inbound, decide
+from app.rules.consent import (
+    SubscriberConsent,
+    apply_inbound,
+    decide,
+    invalid_number_decision,
+)
 from app.rules.keywords import STANDARD
 from app.rules.senders import SenderDirectory
 from app.tools.audit import AuditFilter, Auditor, Record
@@ -196,3 +202,47 @@ def test_filters_choose_the_requests_reported(
 
     assert summary.requests == requests
     assert summary.findings == []
+
+
+def test_a_request_the_schema_refuses_is_still_replayed() -> None:
+    # Longer than a phone field may be: the worker would dead-letter this
+    # request, but a decision recorded for it is judged all the same.
+    sender = "+1" + "2" * 70
+    value = {
+        "request_id": "req-long",
+        "from": sender,
+        "to": SUBSCRIBER,
+        "text": "hello",
+        "requested_at": format_time(START),
+    }
+    request = SendRequest.model_construct(
+        request_id="req-long",
+        sender=sender,
+        subscriber=SUBSCRIBER,
+        text="hello",
+        requested_at=START,
+    )
+    decision = invalid_number_decision(request, source_valid=False, decided_at=START)
+    body = decision.model_dump(by_alias=True)
+    records = [
+        record("requests", value, START, SUBSCRIBER),
+        record("rejected", body, START, SUBSCRIBER),
+    ]
+
+    summary = audit(records)
+
+    assert summary.findings == []
+    assert (summary.requests, summary.rejected) == (1, 1)
+
+
+@pytest.mark.parametrize("enabled", [True, False], ids=["gc-on", "gc-off"])
+def test_the_cycle_collector_is_left_as_found(
+    recorded: Recorder, enabled: bool
+) -> None:
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        audit(recorded.records)
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable() if was else gc.disable()

@@ -26,6 +26,7 @@ TOPIC_KEYS = (
     "rekeyed",
     "consent_changelog",
     "decisions_changelog",
+    "progress_changelog",
 )
 
 

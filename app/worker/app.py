@@ -146,6 +146,9 @@ class Stopguard:
             max_idle=settings.max_idle_ms / 1000,
         )
         self._next_offsets: dict[TP, int] = {}
+        # Per input partition: below this offset every record was handled by
+        # a previous owner that handed the partition back (see _hand_back).
+        self._handled_below: dict[TP, int] = {}
         self._dead_letters: dict[str, int] = {}
         self._lock = asyncio.Lock()
         self.app.agent(self.inputs, name="decide", concurrency=1)(self._consume)
@@ -198,6 +201,15 @@ class Stopguard:
             options=rocksdb | {"ttl": int(decisions_config["retention.ms"]) // 1000},
             **raw,
         )
+        # Written only at hand-back, straight to its changelog; read by the
+        # partition's next owner once Faust has restored it.
+        self.progress: ConfirmedTable = self.app.Table(  # type: ignore[assignment]
+            "progress",
+            partitions=partitions,
+            extra_topic_configs=specs["progress_changelog"].config,
+            options=rocksdb,
+            **raw,
+        )
 
     # The stream ----------------------------------------------------------
 
@@ -211,7 +223,19 @@ class Stopguard:
 
     async def _on_record(self, event: EventT) -> None:
         message = event.message
+        if message.offset < self._next_offsets.get(message.tp, 0):
+            # Delivered again after Faust seeked back to the committed offset
+            # (it can resume the flow before that seek at an assignment). The
+            # first delivery is handled or held and is acknowledged itself.
+            metrics.REDELIVERED.inc()
+            return
         self._next_offsets[message.tp] = message.offset + 1
+        if message.offset < self._skip_below(event):
+            # Decided and published before a hand-back whose commit did not
+            # reach the group: answering again would only repeat it.
+            metrics.REDELIVERED.inc()
+            event.ack()
+            return
         topic = self._source_topic(event)
         try:
             if topic == self.catalog.inbound:
@@ -236,6 +260,26 @@ class Stopguard:
                 "to be replayed once the fault is fixed: report it"
             )
             await self._dead_letter(event, topic, error)
+
+    def _skip_below(self, event: EventT) -> int:
+        """The offset a previous owner handed this partition back at, or 0."""
+        tp = event.message.tp
+        known = self._handled_below.get(tp)
+        if known is not None:
+            return known
+        with acting_for(event):
+            raw = self.progress.get(_progress_key(tp))
+        below = self._handled_below[tp] = int(raw) if raw else 0
+        if below > event.message.offset:
+            log.info(
+                "topic=%s partition=%d skips offsets %d..%d: handled before the "
+                "partition was handed back, but the group's commit missed them",
+                tp.topic,
+                tp.partition,
+                event.message.offset,
+                below - 1,
+            )
+        return below
 
     def _source_topic(self, event: EventT) -> str:
         topic = event.message.topic
@@ -538,16 +582,23 @@ class Stopguard:
         offsets = self._handled_offsets(mine, dropped)
         if offsets:
             try:
-                await asyncio.wait_for(self._commit(offsets), REVOKE_COMMIT_TIMEOUT)
+                committed = await asyncio.wait_for(
+                    self._record_and_commit(offsets), REVOKE_COMMIT_TIMEOUT
+                )
             except TimeoutError:
+                committed = False
+            if not committed:
                 log.warning(
-                    "commit at revocation timed out after %.0fs: the next owner "
-                    "reads the records handled since the last commit again and "
-                    "answers them with their recorded decisions",
+                    "commit of handled offsets failed when partitions were %s "
+                    "(timed out after %.0fs or refused by the group): the next "
+                    "owner reads the records handled since the last commit "
+                    "again and answers them with their recorded decisions",
+                    why,
                     REVOKE_COMMIT_TIMEOUT,
                 )
         for tp in partitions:
             self._next_offsets.pop(tp, None)
+            self._handled_below.pop(tp, None)
 
     def _handled_offsets(self, revoked: set[TP], held: list[Held]) -> dict[TP, int]:
         """Per revoked partition, the offset after the last record handled.
@@ -567,15 +618,37 @@ class Stopguard:
                 offsets[tp] = min(offsets[tp], item.event.message.offset)
         return offsets
 
-    async def _commit(self, offsets: dict[TP, int]) -> None:
+    async def _record_and_commit(self, offsets: dict[TP, int]) -> bool:
+        """Store the handled offsets in the progress changelog, then commit them.
+
+        A group may refuse or lose a commit made while it rebalances; the
+        progress records reach the next owner through table recovery either
+        way, so it does not decide those records a second time.
+        """
         # Outputs are handed to the producer before their inputs are
         # acknowledged: they must be stored before the offsets move past.
         await self.app.producer.flush()
-        await self.app.consumer._commit(offsets)  # type: ignore[attr-defined]
+        changelog = self.progress.changelog_topic_name
+        for tp, offset in offsets.items():
+            await self.app.producer.send_and_wait(
+                changelog,
+                _progress_key(tp),
+                str(offset).encode(),
+                tp.partition,
+                None,
+                None,
+            )
+        # False when the group has moved on and refused the commit.
+        committed = await self.app.consumer._commit(offsets)  # type: ignore
+        return bool(committed)
 
     def _topics(self) -> set[str]:
         catalog = self.catalog
         return {catalog.inbound, catalog.requests, catalog.imports, catalog.rekeyed}
+
+
+def _progress_key(tp: TP) -> bytes:
+    return f"{tp.topic}:{tp.partition}".encode()
 
 
 def _count_restored(table: str) -> Callable[[EventT], Awaitable[None]]:

@@ -28,6 +28,11 @@ REPEATED_REQUESTS = Counter(
     "stopguard_repeated_requests_total",
     "Send requests seen before, answered with their recorded decision.",
 )
+REDELIVERED = Counter(
+    "stopguard_redelivered_records_total",
+    "Input records skipped because they were already handled: delivered again "
+    "after a seek, or covered by a previous owner's hand-back.",
+)
 HELD_RECORDS = Gauge(
     "stopguard_held_records",
     "Records buffered for event-time alignment of inbound messages and sends.",

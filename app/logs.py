@@ -45,6 +45,12 @@ def logging_config(settings: Settings) -> dict[str, Any]:
             }
         },
         "root": {"level": settings.log_level, "handlers": ["stderr"]},
+        "loggers": {
+            # Faust warns "producer buffer full" each time its buffer of
+            # changelog writes passes 100 records and flushes it: many times
+            # a second at full load, a normal state that needs nobody.
+            "faust.transport.producer": {"level": "ERROR"},
+        },
     }
 
 

@@ -85,6 +85,8 @@ class KafkaClient:
             ],
         )
         self.seen: dict[str, list[dict[str, Any]]] = {}
+        # Where each seen record sat: (partition, offset, timestamp in ms).
+        self.positions: dict[str, list[tuple[int, int, int]]] = {}
 
     def produce(
         self,
@@ -129,6 +131,9 @@ class KafkaClient:
                 continue
             self.seen.setdefault(message.topic(), []).append(
                 json.loads(message.value())
+            )
+            self.positions.setdefault(message.topic(), []).append(
+                (message.partition(), message.offset(), message.timestamp()[1])
             )
 
     def wait_for(

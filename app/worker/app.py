@@ -226,7 +226,10 @@ class Stopguard:
         if message.offset < self._next_offsets.get(message.tp, 0):
             # Delivered again after Faust seeked back to the committed offset
             # (it can resume the flow before that seek at an assignment). The
-            # first delivery is handled or held and is acknowledged itself.
+            # first delivery, handled or still held, acknowledges the offset;
+            # this copy is only marked done so that Faust's wait for
+            # in-flight records at a rebalance or shutdown does not hang on it.
+            message.acked = True
             metrics.REDELIVERED.inc()
             return
         self._next_offsets[message.tp] = message.offset + 1

@@ -1036,8 +1036,8 @@ def run_bench(
     with ExitStack() as cleanup:
         if not settings.bootstrap_servers:
             broker = cleanup.enter_context(EmbeddedBroker(free_port()))
-            # As `stopguard run` does: the workers work around Tansu's
-            # high watermark, at a cost to their throughput.
+            # As `stopguard run` does: the workers correct Tansu's end
+            # offsets before they restore a table.
             settings = settings.model_copy(
                 update={
                     "bootstrap_servers": broker.bootstrap_servers,

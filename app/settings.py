@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        default="uvloop",
+        description="The worker's event loop; uvloop does Faust's per-record "
+        "event-loop work in C (BENCHMARKS.md).",
+    )
 
     partitions: int | None = Field(
         default=None, ge=1, description="Overrides topics/topics.yaml."
@@ -52,7 +57,7 @@ class Settings(BaseSettings):
     embedded_broker_port: int = 19092
     broker_flavour: Literal["kafka", "tansu"] = Field(
         default="kafka",
-        description="`tansu` works around the embedded broker's high watermark.",
+        description="`tansu` corrects the embedded broker's end offsets.",
     )
 
     security_protocol: SecurityProtocol = "PLAINTEXT"

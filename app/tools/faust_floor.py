@@ -23,6 +23,7 @@ from app.logs import drop_spinner, logging_config
 from app.settings import Settings
 from app.topics import load_catalog
 from app.worker.app import build_faust_app
+from app.worker.event_loop import install_event_loop
 
 
 def build_floor_app(settings: Settings) -> faust.App:
@@ -49,6 +50,7 @@ def build_floor_app(settings: Settings) -> faust.App:
 def main() -> None:
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    install_event_loop(settings)
     worker = faust.Worker(
         build_floor_app(settings),
         loglevel=settings.log_level,

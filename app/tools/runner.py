@@ -45,9 +45,11 @@ def _require_topics(settings: Settings) -> None:
 
 def _start_faust_worker(settings: Settings) -> None:
     from app.worker.app import Stopguard
+    from app.worker.event_loop import install_event_loop
     from app.worker.web import register_views
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    install_event_loop(settings)
     stopguard = Stopguard(settings)
     register_views(stopguard)
     worker = faust.Worker(

@@ -48,9 +48,10 @@ class EventTimeAligner(Generic[Item]):
     _queues: dict[int, _PartitionQueues[Item]] = field(default_factory=dict)
     _watermarks: dict[tuple[str, int], float] = field(default_factory=dict)
     _last_delivery: dict[tuple[str, int], float] = field(default_factory=dict)
+    _held: int = 0
 
     def __len__(self) -> int:
-        return sum(len(q.inbound) + len(q.sends) for q in self._queues.values())
+        return self._held
 
     def push(
         self,
@@ -67,10 +68,7 @@ class EventTimeAligner(Generic[Item]):
             self._last_delivery[(source, partition)] = now
         queue = queues.inbound if kind == "inbound" else queues.sends
         queue.append(_Entry(source, timestamp, now, item))
-
-    def waiting_partitions(self) -> list[int]:
-        """Partitions whose next record is a send that may have to wait."""
-        return [p for p, q in self._queues.items() if q.sends and not q.inbound]
+        self._held += 1
 
     def release(self, now: float, caught_up: CaughtUp) -> Iterator[Item]:
         """Records that may be handled now, in the order to handle them."""
@@ -84,6 +82,7 @@ class EventTimeAligner(Generic[Item]):
             queues = self._queues.pop(partition, None)
             if queues is not None:
                 dropped += [e.item for e in (*queues.inbound, *queues.sends)]
+                self._held -= len(queues.inbound) + len(queues.sends)
             for topic in self.inbound_topics:
                 self._watermarks.pop((topic, partition), None)
                 self._last_delivery.pop((topic, partition), None)
@@ -100,9 +99,11 @@ class EventTimeAligner(Generic[Item]):
         while inbound or sends:
             if inbound and (not sends or inbound[0].timestamp <= sends[0].timestamp):
                 entry = inbound.popleft()
+                self._held -= 1
                 self._advance(entry.source, partition, entry.timestamp)
                 yield entry.item
             elif inbound or self._send_may_go(partition, sends[0], now, caught_up):
+                self._held -= 1
                 yield sends.popleft().item
             else:
                 return

@@ -44,7 +44,7 @@ from app.rules.numbers import sender_number, subscriber_number
 from app.settings import Settings
 from app.topics import TopicCatalog, load_catalog
 from app.worker import metrics, tansu
-from app.worker.alignment import EventTimeAligner, Kind
+from app.worker.alignment import CaughtUp, EventTimeAligner, Kind
 from app.worker.directory import DirectoryReader
 from app.worker.event_context import acting_for
 from app.worker.kafka_options import faust_credentials
@@ -141,6 +141,7 @@ class Stopguard:
         self._handled_below: dict[TP, int] = {}
         self._dead_letters: dict[str, int] = {}
         self._lock = asyncio.Lock()
+        self._last_release = 0.0
         self.app.agent(self.inputs, name="decide", concurrency=1)(self._consume)
         self.outbox = Outbox(self.app, [self.consent, self.decisions])
         self.app.task(self._tick)
@@ -209,6 +210,7 @@ class Stopguard:
             async with self._lock:
                 await self._on_record(event)
                 await self._handle_released()
+                self._last_release = time.monotonic()
             await self.outbox.wait_for_room()
 
     async def _on_record(self, event: EventT) -> None:
@@ -354,7 +356,9 @@ class Stopguard:
         # decided so that they are acknowledged before the final commit.
         while True:
             await asyncio.sleep(TICK_INTERVAL)
-            if len(self.aligner):
+            # A busy stream releases held records itself after every record.
+            quiet = time.monotonic() - self._last_release >= TICK_INTERVAL
+            if quiet and len(self.aligner):
                 async with self._lock:
                     await self._handle_released()
             if time.monotonic() >= next_lag_report:
@@ -387,12 +391,7 @@ class Stopguard:
     async def _handle_released(self) -> None:
         if not len(self.aligner):
             return
-        caught_up = await self._caught_up_snapshot()
-        released = list(
-            self.aligner.release(
-                time.monotonic(), lambda t, p: caught_up.get(TP(t, p), False)
-            )
-        )
+        released = list(self.aligner.release(time.monotonic(), self._caught_up()))
         for held in released:
             if isinstance(held.record, InboundMessage):
                 await self._apply_inbound(held)
@@ -403,22 +402,28 @@ class Stopguard:
                 metrics.DECISION_LATENCY.observe(time.monotonic() - held.arrived)
         metrics.HELD_RECORDS.set(len(self.aligner))
 
-    async def _caught_up_snapshot(self) -> dict[TP, bool]:
-        """Which inbound partitions that sends wait on have nothing to deliver."""
+    def _caught_up(self) -> CaughtUp:
+        """Whether an inbound partition has nothing more to deliver.
+
+        Asked only for the sends that wait on it, and answered once per
+        release: the positions do not move while a release runs.
+        """
         consumer = self.app.consumer
-        snapshot: dict[TP, bool] = {}
-        for partition in self.aligner.waiting_partitions():
-            for topic in self.aligner.inbound_topics:
-                tp = TP(topic, partition)
+        answers: dict[TP, bool] = {}
+
+        def caught_up(topic: str, partition: int) -> bool:
+            tp = TP(topic, partition)
+            answer = answers.get(tp)
+            if answer is None:
                 highwater = consumer.highwater(tp)
-                if highwater is None:
-                    snapshot[tp] = False
-                    continue
                 position = self._next_offsets.get(tp)
                 if position is None:
                     position = self._start_offset(tp)
-                snapshot[tp] = highwater <= position
-        return snapshot
+                answer = highwater is not None and highwater <= position
+                answers[tp] = answer
+            return answer
+
+        return caught_up
 
     def _start_offset(self, tp: TP) -> int:
         """Where reading began for a partition that has delivered nothing yet.

@@ -372,6 +372,10 @@ class RecoveryFigures:
     extrapolated_to: int
     extrapolated_recovery_s: float | None
     extrapolated_rss_mb: float | None
+    # A first worker restored only the first `first_optouts` rows: the RSS
+    # difference between the two restores is the growth per row.
+    first_optouts: int | None = None
+    first_rss_mb: float | None = None
 
 
 @dataclass
@@ -948,14 +952,14 @@ def latency_figures(
 # Phase 4: recovery of a large consent table --------------------------------------
 
 
-def write_optouts(stack: Stack, sender: Sender, count: int) -> float:
+def write_optouts(stack: Stack, sender: Sender, count: int, start: int = 0) -> float:
     """Consent rows in the changelog as the worker writes them; seconds taken."""
     template = ConsentTemplate(stack.settings, sender)
     topic = stack.catalog.consent_changelog
     partitions = stack.catalog.partitions
     client = bulk_producer(stack.settings)
     began = time.perf_counter()
-    for index in range(count):
+    for index in range(start, start + count):
         subscriber = optout_subscriber(index)
         row = template.row(subscriber, f"bench-stop-{index}")
         partition = partition_for(subscriber, partitions)
@@ -969,7 +973,13 @@ def write_optouts(stack: Stack, sender: Sender, count: int) -> float:
 def measure_recovery(
     stack: Stack, options: BenchOptions, sender: Sender, idle_rss: float | None
 ) -> RecoveryFigures:
-    produce_s = write_optouts(stack, sender, options.optouts)
+    # A recovering worker's RSS steps up by a fixed amount (fetch buffers,
+    # memtables up to their cap, freed heap glibc keeps), so the growth per
+    # row is measured between two restores: half of the rows, then all.
+    first = options.optouts // 2
+    produce_s = write_optouts(stack, sender, first)
+    first_rss = _restored_rss(stack)
+    produce_s += write_optouts(stack, sender, options.optouts - first, start=first)
     worker = Worker(stack, "worker-0").start()
     try:
         recovery_s: float | None = worker.wait_ready()
@@ -989,12 +999,32 @@ def measure_recovery(
         extrapolated_to=TARGET_OPTOUTS,
         extrapolated_recovery_s=None,
         extrapolated_rss_mb=None,
+        first_optouts=first if first_rss is not None else None,
+        first_rss_mb=first_rss,
     )
     return extrapolate(figures)
 
 
+def _restored_rss(stack: Stack) -> float | None:
+    """VmRSS of a worker with an empty data directory once it is ready."""
+    worker = Worker(stack, "worker-first").start()
+    try:
+        worker.wait_ready()
+        return worker.memory_mb("VmRSS")
+    except TimeoutError:
+        return None
+    finally:
+        worker.stop()
+
+
 def extrapolate(figures: RecoveryFigures) -> RecoveryFigures:
-    """Linear in the number of opt-outs, from an empty worker to the measured one."""
+    """Linear in the number of opt-outs.
+
+    The slope is the RSS growth between the two restores (half the rows, then
+    all): a worker's memory steps up by a fixed amount once recovery starts,
+    which a slope from the idle worker would count as growth per row. Without
+    the first restore, the slope runs from the idle worker.
+    """
     if figures.optouts >= figures.extrapolated_to:
         figures.extrapolated_to = figures.optouts
         figures.extrapolated_recovery_s = figures.recovery_s
@@ -1003,7 +1033,13 @@ def extrapolate(figures: RecoveryFigures) -> RecoveryFigures:
     scale = figures.extrapolated_to / figures.optouts
     if figures.recovery_s is not None:
         figures.extrapolated_recovery_s = figures.recovery_s * scale
-    if figures.peak_rss_mb is not None and figures.idle_rss_mb is not None:
+    first, first_rss = figures.first_optouts, figures.first_rss_mb
+    after = figures.rss_after_mb
+    if first and first < figures.optouts and first_rss is not None and after:
+        per_row = max(after - first_rss, 0.0) / (figures.optouts - first)
+        extra_rows = figures.extrapolated_to - figures.optouts
+        figures.extrapolated_rss_mb = after + per_row * extra_rows
+    elif figures.peak_rss_mb is not None and figures.idle_rss_mb is not None:
         growth = max(figures.peak_rss_mb - figures.idle_rss_mb, 0.0)
         figures.extrapolated_rss_mb = figures.idle_rss_mb + growth * scale
     return figures
@@ -1226,6 +1262,14 @@ def report_rows(report: BenchReport) -> list[tuple[str, str, str]]:
         ]
     if report.recovery:
         rec = report.recovery
+        if rec.first_optouts:
+            rows.append(
+                (
+                    f"RSS after recovery of {rec.first_optouts:,}, MB",
+                    _n(rec.first_rss_mb),
+                    "",
+                )
+            )
         rows += [
             (f"recovery of {rec.optouts:,} opt-outs, s", _n(rec.recovery_s, 1), ""),
             (f"RSS after recovery of {rec.optouts:,}, MB", _n(rec.rss_after_mb), ""),

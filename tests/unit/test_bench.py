@@ -207,3 +207,24 @@ def test_a_recovery_only_report_has_no_throughput_rows() -> None:
     assert rows["peak RSS, 10,000,000 opt-outs, MB"] == "310"
     assert not any("extrapolated" in figure for figure in rows)
     assert not any("worker(s)" in figure for figure in rows)
+
+
+def test_extrapolation_uses_the_growth_between_two_restores() -> None:
+    figures = RecoveryFigures(
+        optouts=1_000_000,
+        produce_s=10.0,
+        recovery_s=20.0,
+        rss_after_mb=200.0,
+        peak_rss_mb=205.0,
+        idle_rss_mb=90.0,
+        extrapolated_to=10_000_000,
+        extrapolated_recovery_s=None,
+        extrapolated_rss_mb=None,
+        first_optouts=250_000,
+        first_rss_mb=185.0,
+    )
+
+    extrapolate(figures)
+
+    # 15 MB per 750,000 rows, not the 110 MB step from the idle worker.
+    assert figures.extrapolated_rss_mb == pytest.approx(200.0 + 15.0 * 12)

@@ -51,6 +51,7 @@ from app.worker.kafka_options import faust_credentials
 from app.worker.outbox import ConfirmedTable, Outbox
 from app.worker.partitioning import partition_for
 from app.worker.records import dead_letter, parse
+from app.worker.stall import StallWatch, partition_is_stuck
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,9 @@ SOURCE_HEADER = "stopguard-source"
 # How often held sends are re-examined when the stream itself is quiet.
 TICK_INTERVAL = 0.005
 LAG_REPORT_INTERVAL = 5.0
+# How long assigned inputs may deliver nothing before the worker steps in.
+STALL_PATIENCE = 30.0
+STALL_CHECK_INTERVAL = 5.0
 REVOKE_COMMIT_TIMEOUT = 10.0
 
 
@@ -142,10 +146,13 @@ class Stopguard:
         self._dead_letters: dict[str, int] = {}
         self._lock = asyncio.Lock()
         self._last_release = 0.0
+        self._last_record_at = time.monotonic()
+        self.stall_watch = StallWatch(patience=STALL_PATIENCE)
         self.app.agent(self.inputs, name="decide", concurrency=1)(self._consume)
         self.outbox = Outbox(self.app, [self.consent, self.decisions])
         self.app.task(self._tick)
         self.app.task(self._publish_outbox)
+        self.app.task(self._watch_inputs)
         self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore
         self.app.on_before_shutdown.connect(self._on_shutdown)  # type: ignore
 
@@ -215,6 +222,7 @@ class Stopguard:
 
     async def _on_record(self, event: EventT) -> None:
         message = event.message
+        self._last_record_at = time.monotonic()
         if message.offset < self._next_offsets.get(message.tp, 0):
             # Delivered again after Faust seeked back to the committed offset
             # (it can resume the flow before that seek at an assignment). The
@@ -376,6 +384,55 @@ class Stopguard:
                 exc,
             )
             await self.app.crash(exc)
+
+    async def _watch_inputs(self) -> None:
+        """Step in when assigned inputs deliver nothing (see stall.py)."""
+        while True:
+            await asyncio.sleep(STALL_CHECK_INTERVAL)
+            if self.app.rebalancing:
+                self.stall_watch.reset()
+                continue
+            stuck = self._stuck_partitions()
+            if self.stall_watch.look(time.monotonic(), bool(stuck)):
+                self._ask_for_new_assignment(stuck)
+
+    def _stuck_partitions(self) -> list[TP]:
+        if not self.directory.loaded.is_set() or self.outbox.full:
+            return []  # the agent is waiting on purpose
+        consumer = self.app.consumer
+        idle_for = time.monotonic() - self._last_record_at
+        stuck = []
+        for tp in consumer.assignment():
+            if tp.topic not in self._topics():
+                continue
+            position = self._next_offsets.get(tp)
+            if position is None:
+                position = self._start_offset(tp)
+            highwater = consumer.highwater(tp)
+            if partition_is_stuck(highwater, position, idle_for, STALL_CHECK_INTERVAL):
+                stuck.append(tp)
+        return stuck
+
+    def _ask_for_new_assignment(self, stuck: list[TP]) -> None:
+        consumer = self.app.consumer
+        log.error(
+            "input partitions %s are assigned but nothing reached the agent for "
+            "%.0fs; asking the group for a new assignment (app flow active=%s, "
+            "consumer flow active=%s, generation=%s, highwaters=%s)",
+            sorted(f"{tp.topic}:{tp.partition}" for tp in stuck),
+            time.monotonic() - self._last_record_at,
+            self.app.flow_control.is_active(),
+            consumer.flow_active,  # type: ignore[attr-defined]
+            self.app.consumer_generation_id,
+            {f"{tp.topic}:{tp.partition}": consumer.highwater(tp) for tp in stuck},
+        )
+        metrics.STALL_REJOINS.inc()
+        # The hand-back at the revocation keeps the new assignment from
+        # repeating any decision. aiokafka's coordinator lives on the
+        # consumer thread's loop.
+        thread = consumer._thread  # type: ignore[attr-defined]
+        coordinator = thread._ensure_consumer()._coordinator
+        thread.thread_loop.call_soon_threadsafe(coordinator.request_rejoin)
 
     def _report_lag(self) -> None:
         consumer = self.app.consumer
@@ -553,6 +610,8 @@ class Stopguard:
         self._log_dead_letter(self.catalog.numbers, error)
 
     async def _on_revoked(self, app: faust.App, revoked: set[TP], **_: object) -> None:
+        self.stall_watch.reset()
+        self._last_record_at = time.monotonic()
         await self._hand_back(revoked, "revoked")
 
     async def _on_shutdown(self, app: faust.App, **_: object) -> None:

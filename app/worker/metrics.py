@@ -33,6 +33,11 @@ REDELIVERED = Counter(
     "Input records skipped because they were already handled: delivered again "
     "after a seek, or covered by a previous owner's hand-back.",
 )
+STALL_REJOINS = Counter(
+    "stopguard_stall_rejoins_total",
+    "Times assigned input partitions delivered nothing for the stall patience "
+    "and the worker asked its group for a new assignment.",
+)
 HELD_RECORDS = Gauge(
     "stopguard_held_records",
     "Records buffered for event-time alignment of inbound messages and sends.",

@@ -66,6 +66,10 @@ class Outbox:
         self._entries.append((event, outputs))
         self._filled.set()
 
+    @property
+    def full(self) -> bool:
+        return len(self._entries) >= self.max_pending
+
     async def wait_for_room(self) -> None:
         """Back-pressure: return once fewer than `max_pending` events wait."""
         while len(self._entries) >= self.max_pending:

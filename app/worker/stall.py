@@ -1,8 +1,9 @@
 """Noticing an assignment whose input partitions deliver nothing.
 
 Now and then, after a worker restarts into a group that still holds its
-killed predecessor, Faust reports the recovery complete and the worker
-ready, and then its streams receive nothing: the input partitions are
+killed predecessor (on the embedded broker, each time after two joins were
+answered with the same generation), Faust reports the recovery complete and
+the worker ready, and then its streams receive nothing: the input partitions are
 assigned, their records are fetched (the high watermarks are known), and no
 record reaches the agent. Resuming the consumer's flow and partitions does
 not help (tried: both flow flags were already on); a new assignment does.

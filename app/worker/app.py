@@ -158,9 +158,9 @@ class Stopguard:
 
     def _declare_topics(self) -> None:
         catalog = self.catalog
-        self.inputs = self.app.topic(
-            catalog.inbound, catalog.requests, catalog.imports, catalog.rekeyed
-        )
+        inputs = (catalog.inbound, catalog.requests, catalog.imports, catalog.rekeyed)
+        self._input_topics = set(inputs)
+        self.inputs = self.app.topic(*inputs)
         self.rekeyed = self.app.topic(catalog.rekeyed)
         self.approved = self.app.topic(catalog.approved)
         self.rejected = self.app.topic(catalog.rejected)
@@ -403,12 +403,10 @@ class Stopguard:
         idle_for = time.monotonic() - self._last_record_at
         stuck = []
         for tp in consumer.assignment():
-            if tp.topic not in self._topics():
+            if tp.topic not in self._input_topics:
                 continue
-            position = self._next_offsets.get(tp)
-            if position is None:
-                position = self._start_offset(tp)
             highwater = consumer.highwater(tp)
+            position = self._position(tp)
             if partition_is_stuck(highwater, position, idle_for, STALL_CHECK_INTERVAL):
                 stuck.append(tp)
         return stuck
@@ -437,10 +435,10 @@ class Stopguard:
     def _report_lag(self) -> None:
         consumer = self.app.consumer
         for tp in consumer.assignment():
-            if tp.topic not in self._topics():
+            if tp.topic not in self._input_topics:
                 continue
             highwater = consumer.highwater(tp)
-            position = self._next_offsets.get(tp) or self._start_offset(tp)
+            position = self._position(tp)
             if highwater is not None:
                 lag = max(highwater - position, 0)
                 metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
@@ -473,14 +471,16 @@ class Stopguard:
             answer = answers.get(tp)
             if answer is None:
                 highwater = consumer.highwater(tp)
-                position = self._next_offsets.get(tp)
-                if position is None:
-                    position = self._start_offset(tp)
-                answer = highwater is not None and highwater <= position
+                answer = highwater is not None and highwater <= self._position(tp)
                 answers[tp] = answer
             return answer
 
         return caught_up
+
+    def _position(self, tp: TP) -> int:
+        """The offset of the next record this worker expects from a partition."""
+        position = self._next_offsets.get(tp)
+        return self._start_offset(tp) if position is None else position
 
     def _start_offset(self, tp: TP) -> int:
         """Where reading began for a partition that has delivered nothing yet.
@@ -624,7 +624,7 @@ class Stopguard:
         # again.
         async with self._lock:
             await self.outbox.publish()
-            mine = {tp for tp in partitions if tp.topic in self._topics()}
+            mine = {tp for tp in partitions if tp.topic in self._input_topics}
             dropped = self.aligner.forget({tp.partition for tp in mine})
         if mine:
             log.info(
@@ -698,10 +698,6 @@ class Stopguard:
         # False when the group has moved on and refused the commit.
         committed = await self.app.consumer._commit(offsets)  # type: ignore
         return bool(committed)
-
-    def _topics(self) -> set[str]:
-        catalog = self.catalog
-        return {catalog.inbound, catalog.requests, catalog.imports, catalog.rekeyed}
 
 
 def _progress_key(tp: TP) -> bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import pytest
@@ -141,17 +142,24 @@ def test_latency_rates_add_half_the_maximum_when_the_offer_is_too_high() -> None
     assert latency_rates(2000, [one_worker(1000.0)]) == [500, 2000]
 
 
+def _million_restored(**fields: Any) -> RecoveryFigures:
+    """A restore of 1,000,000 opt-outs in 20 s, extrapolated to 10,000,000."""
+    return RecoveryFigures(
+        **{
+            "optouts": 1_000_000,
+            "produce_s": 10.0,
+            "recovery_s": 20.0,
+            "extrapolated_to": 10_000_000,
+            "extrapolated_recovery_s": None,
+            "extrapolated_rss_mb": None,
+            **fields,
+        }
+    )
+
+
 def test_extrapolation_is_linear_from_the_idle_worker() -> None:
-    figures = RecoveryFigures(
-        optouts=1_000_000,
-        produce_s=10.0,
-        recovery_s=20.0,
-        rss_after_mb=150.0,
-        peak_rss_mb=160.0,
-        idle_rss_mb=100.0,
-        extrapolated_to=10_000_000,
-        extrapolated_recovery_s=None,
-        extrapolated_rss_mb=None,
+    figures = _million_restored(
+        rss_after_mb=150.0, peak_rss_mb=160.0, idle_rss_mb=100.0
     )
 
     extrapolate(figures)
@@ -210,16 +218,10 @@ def test_a_recovery_only_report_has_no_throughput_rows() -> None:
 
 
 def test_extrapolation_uses_the_growth_between_two_restores() -> None:
-    figures = RecoveryFigures(
-        optouts=1_000_000,
-        produce_s=10.0,
-        recovery_s=20.0,
+    figures = _million_restored(
         rss_after_mb=200.0,
         peak_rss_mb=205.0,
         idle_rss_mb=90.0,
-        extrapolated_to=10_000_000,
-        extrapolated_recovery_s=None,
-        extrapolated_rss_mb=None,
         first_optouts=250_000,
         first_rss_mb=185.0,
     )

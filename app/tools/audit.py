@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
 import orjson
 from rich.console import Console
@@ -92,9 +92,8 @@ BATCH_WAIT = 0.2
 IDLE_LIMIT = 30.0
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One Kafka record as the auditor needs it."""
+class Record(NamedTuple):
+    """One Kafka record as the auditor needs it (a tuple: cheap to build)."""
 
     topic: TopicKey
     key: bytes | None
@@ -233,6 +232,8 @@ class _Recorded:
     """A decision recorded for one request id, every distinct copy of it."""
 
     request_id: str
+    # The first copy's `to` in canonical form, or as written if it is none.
+    subscriber: str
     copies: list[tuple[TopicKey, dict[str, Any]]] = field(default_factory=list)
 
     @property
@@ -341,7 +342,12 @@ class Auditor:
         request_id = value["request_id"]
         recorded = self._decisions.get(request_id)
         if recorded is None:
-            recorded = self._decisions[request_id] = _Recorded(request_id)
+            # Parsed now, while the consumer fetches the next records.
+            raw = value.get("to")
+            subscriber = self.subscriber_number(raw) if isinstance(raw, str) else None
+            recorded = self._decisions[request_id] = _Recorded(
+                request_id, subscriber or str(raw)
+            )
             self._decision_times[request_id] = record.timestamp
         # At-least-once delivery repeats a decision byte for byte; keep one.
         copy = (record.topic, value)
@@ -390,10 +396,8 @@ class Auditor:
         for (events_of, _, sequence), (event, stamp) in self._events.items():
             steps[str(events_of)].append(_Step(sequence, stamp, event=event))
         for request_id, recorded in self._decisions.items():
-            raw = recorded.first.get("to")
-            subscriber = self.subscriber_number(raw) if isinstance(raw, str) else None
             stamp = self._decision_times[request_id]
-            steps[subscriber or str(raw)].append(
+            steps[recorded.subscriber].append(
                 _Step(recorded.sequence, stamp, decision=recorded)
             )
         for group in steps.values():

@@ -45,6 +45,7 @@ from app.settings import Settings
 from app.topics import TopicCatalog, load_catalog
 from app.worker import metrics, tansu
 from app.worker.alignment import CaughtUp, EventTimeAligner, Kind
+from app.worker.delivery import DeliveryProducer
 from app.worker.directory import DirectoryReader
 from app.worker.event_context import acting_for
 from app.worker.kafka_options import faust_credentials
@@ -149,7 +150,11 @@ class Stopguard:
         self._last_record_at = time.monotonic()
         self.stall_watch = StallWatch(patience=STALL_PATIENCE)
         self.app.agent(self.inputs, name="decide", concurrency=1)(self._consume)
-        self.outbox = Outbox(self.app, [self.consent, self.decisions])
+        self.delivery = DeliveryProducer(settings)
+        self.app.service(self.delivery)  # type: ignore[arg-type]
+        for table in (self.consent, self.decisions):
+            table.producer = self.delivery
+        self.outbox = Outbox(self.delivery, [self.consent, self.decisions])
         self.app.task(self._tick)
         self.app.task(self._publish_outbox)
         self.app.task(self._watch_inputs)
@@ -518,7 +523,9 @@ class Stopguard:
         self._publish_change(held, change)
 
     def _publish_change(self, held: Held, change: ConsentEvent) -> None:
-        self.outbox.add(held.event, (self.events, held.subscriber, change.to_json()))
+        self.outbox.add(
+            held.event, (self.catalog.events, held.subscriber, change.to_json())
+        )
         metrics.CONSENT_EVENTS.labels(change.action).inc()
 
     async def _judge(self, held: Held) -> None:
@@ -562,7 +569,8 @@ class Stopguard:
     def _publish_decision(
         self, event: EventT, subscriber: str, decision: Decision
     ) -> None:
-        topic = self.approved if decision.status == "approved" else self.rejected
+        approved = decision.status == "approved"
+        topic = self.catalog.approved if approved else self.catalog.rejected
         self.outbox.add(event, (topic, subscriber, decision.to_json()))
         metrics.DECISIONS.labels(decision.status, str(decision.error_code)).inc()
 
@@ -684,6 +692,7 @@ class Stopguard:
         """
         # Outputs are handed to the producer before their inputs are
         # acknowledged: they must be stored before the offsets move past.
+        await self.outbox.delivered()
         await self.app.producer.flush()
         changelog = self.progress.changelog_topic_name
         for tp, offset in offsets.items():

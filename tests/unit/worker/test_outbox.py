@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from app.worker.delivery import Delivered
 from app.worker.outbox import Outbox
 
 
@@ -21,12 +22,27 @@ class Journal:
 
 
 @dataclass
-class FakeTopic:
-    name: str
-    journal: Journal
+class FakeProducer:
+    """Notes each record; delivers it at once unless told to hold them."""
 
-    async def send(self, *, key: str, value: bytes) -> None:
-        self.journal.entries.append(f"send {self.name} {key}")
+    journal: Journal
+    hold: bool = False
+    held: list[asyncio.Future[Delivered]] = field(default_factory=list)
+
+    def produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None = None,
+    ) -> asyncio.Future[Delivered]:
+        self.journal.entries.append(f"send {topic} {(key or b'').decode()}")
+        written: asyncio.Future[Delivered] = asyncio.get_running_loop().create_future()
+        if self.hold:
+            self.held.append(written)
+        else:
+            written.set_result(Delivered(topic, 0, len(self.journal.entries)))
+        return written
 
 
 @dataclass
@@ -62,18 +78,17 @@ def in_loop(test: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], None]
     return run
 
 
-def _outbox(table: FakeTable, **options: Any) -> Outbox:
-    return Outbox(app=None, tables=[table], **options)  # type: ignore[arg-type, list-item]
+def _outbox(table: FakeTable, producer: FakeProducer, **options: Any) -> Outbox:
+    return Outbox(producer, tables=[table], **options)  # type: ignore[list-item]
 
 
 @in_loop
 async def test_outputs_wait_for_the_writes_and_acks_wait_for_the_outputs() -> None:
     journal, table = Journal(), FakeTable()
-    outbox = _outbox(table)
-    decisions = FakeTopic("decisions", journal)
+    outbox = _outbox(table, FakeProducer(journal))
     write = table.write()
     first, plain = FakeEvent("first", journal), FakeEvent("plain", journal)
-    outbox.add(first, (decisions, "+14155550100", b"{}"))  # type: ignore[arg-type]
+    outbox.add(first, ("decisions", "+14155550100", b"{}"))  # type: ignore[arg-type]
     outbox.add(plain)  # type: ignore[arg-type]
 
     publishing = asyncio.create_task(outbox.publish())
@@ -82,6 +97,7 @@ async def test_outputs_wait_for_the_writes_and_acks_wait_for_the_outputs() -> No
 
     write.set_result(None)
     await publishing
+    await asyncio.sleep(0)  # the delivery report's callbacks
     assert journal.entries == [
         "send decisions +14155550100",
         "ack first",
@@ -93,10 +109,10 @@ async def test_outputs_wait_for_the_writes_and_acks_wait_for_the_outputs() -> No
 @in_loop
 async def test_a_refused_write_publishes_and_acknowledges_nothing() -> None:
     journal, table = Journal(), FakeTable()
-    outbox = _outbox(table)
+    outbox = _outbox(table, FakeProducer(journal))
     table.write().set_exception(RuntimeError("not enough replicas"))
     event = FakeEvent("request", journal)
-    outbox.add(event, (FakeTopic("decisions", journal), "+1", b"{}"))  # type: ignore[arg-type]
+    outbox.add(event, ("decisions", "+1", b"{}"))  # type: ignore[arg-type]
 
     with pytest.raises(RuntimeError, match="not enough replicas"):
         await outbox.publish()
@@ -107,7 +123,7 @@ async def test_a_refused_write_publishes_and_acknowledges_nothing() -> None:
 @in_loop
 async def test_a_batch_waits_only_for_its_own_writes() -> None:
     journal, table = Journal(), FakeTable()
-    outbox = _outbox(table)
+    outbox = _outbox(table, FakeProducer(journal))
     table.write().set_result(None)
     outbox.add(FakeEvent("early", journal))  # type: ignore[arg-type]
     await outbox.publish()
@@ -125,7 +141,7 @@ async def test_a_batch_waits_only_for_its_own_writes() -> None:
 @in_loop
 async def test_the_agent_waits_for_room_when_the_outbox_is_full() -> None:
     journal, table = Journal(), FakeTable()
-    outbox = _outbox(table, max_pending=2)
+    outbox = _outbox(table, FakeProducer(journal), max_pending=2)
     for name in ("a", "b"):
         outbox.add(FakeEvent(name, journal))  # type: ignore[arg-type]
 
@@ -141,8 +157,8 @@ async def test_the_agent_waits_for_room_when_the_outbox_is_full() -> None:
 @in_loop
 async def test_the_publisher_sends_batches_in_the_order_they_were_filled() -> None:
     journal, table = Journal(), FakeTable()
-    outbox = _outbox(table)
-    topic = FakeTopic("approved", journal)
+    outbox = _outbox(table, FakeProducer(journal))
+    topic = "approved"
     publisher = asyncio.create_task(outbox.run())
     try:
         for n in range(5):
@@ -155,3 +171,46 @@ async def test_the_publisher_sends_batches_in_the_order_they_were_filled() -> No
     sends = [entry for entry in journal.entries if entry.startswith("send")]
     assert sends == [f"send approved {n}" for n in range(5)]
     assert len(outbox) == 0
+
+
+@in_loop
+async def test_an_input_is_acknowledged_only_when_its_outputs_are_delivered() -> None:
+    journal, table = Journal(), FakeTable()
+    producer = FakeProducer(journal, hold=True)
+    outbox = _outbox(table, producer, max_pending=2)
+    event, plain = FakeEvent("request", journal), FakeEvent("plain", journal)
+    outbox.add(event, ("approved", "+1", b"{}"), ("events", "+1", b"{}"))  # type: ignore[arg-type]
+    outbox.add(plain)  # type: ignore[arg-type]
+    await outbox.publish()
+
+    assert journal.entries == ["send approved +1", "send events +1"]
+    # Nothing is acknowledged past an input whose outputs are in flight,
+    # and unacknowledged inputs count against the room.
+    assert not event.acked and not plain.acked
+    assert outbox.full
+    producer.held[0].set_result(Delivered("approved", 0, 0))
+    await asyncio.sleep(0)
+    assert not event.acked
+    producer.held[1].set_result(Delivered("events", 0, 0))
+    await asyncio.sleep(0)
+    assert event.acked and plain.acked
+    assert not outbox.full
+    await asyncio.wait_for(outbox.delivered(), 1)
+
+
+@in_loop
+async def test_a_refused_output_stops_the_publisher_and_its_input_stays_unacked() -> (
+    None
+):
+    journal, table = Journal(), FakeTable()
+    producer = FakeProducer(journal, hold=True)
+    outbox = _outbox(table, producer)
+    event = FakeEvent("request", journal)
+    publisher = asyncio.create_task(outbox.run())
+    outbox.add(event, ("approved", "+1", b"{}"))  # type: ignore[arg-type]
+    await asyncio.sleep(0.01)
+    producer.held[0].set_exception(RuntimeError("record too large"))
+
+    with pytest.raises(RuntimeError, match="record too large"):
+        await asyncio.wait_for(publisher, 1)
+    assert not event.acked

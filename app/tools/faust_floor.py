@@ -1,13 +1,15 @@
 """A Faust worker that decides nothing: the floor under stopguard's cost.
 
 `stopguard bench` runs it beside the real worker on the same backlog. It is
-built by the same `build_faust_app` (same broker options, same consumer and
-producer settings) and, for every send request, reads the record, parses
-it, writes one row to a table and produces one answer to the approved topic
-keyed by subscriber: the Kafka and Faust work a decision cannot avoid, with
-no rules, no ordering and no outbox. Inbound records are only acknowledged.
-Whatever stopguard does slower than this is its own; what this does slower
-than a bare confluent-kafka loop is Faust's.
+built by the same `build_faust_app` (same broker options, same consumer
+settings) and, for every send request, reads the record, parses it, writes
+one row to a table and produces one answer to the approved topic keyed by
+subscriber: the Kafka and Faust work a decision cannot avoid, with no
+rules, no ordering and no outbox. The table row and the answer leave
+through the worker's `DeliveryProducer`, as the worker's do; inputs are
+acknowledged as Faust does by default, without waiting for them. Inbound
+records are only acknowledged. Whatever stopguard does slower than this is
+its own; what this does slower than a bare confluent-kafka loop is Faust's.
 
 Run as `python -m app.tools.faust_floor` with the same STOPGUARD_* settings
 as a worker.
@@ -23,15 +25,21 @@ from app.logs import drop_spinner, logging_config
 from app.settings import Settings
 from app.topics import load_catalog
 from app.worker.app import build_faust_app
+from app.worker.delivery import DeliveryProducer
 from app.worker.event_loop import install_event_loop
+from app.worker.outbox import ConfirmedTable
 
 
 def build_floor_app(settings: Settings) -> faust.App:
     catalog = load_catalog(settings)
     app = build_faust_app(settings, catalog)
     inputs = app.topic(catalog.requests, catalog.inbound)
-    approved = app.topic(catalog.approved)
-    answered = app.Table("answered", partitions=catalog.partitions)
+    delivery = DeliveryProducer(settings)
+    app.service(delivery)  # type: ignore[arg-type]
+    answered: ConfirmedTable = app.Table(  # type: ignore[assignment]
+        "answered", partitions=catalog.partitions
+    )
+    answered.producer = delivery
 
     async def answer(stream: StreamT) -> None:
         async for event in stream.events():  # type: ignore[attr-defined]
@@ -41,7 +49,7 @@ def build_floor_app(settings: Settings) -> faust.App:
             record["status"] = "approved"
             answer = orjson.dumps(record)
             answered[record["request_id"]] = answer
-            await approved.send(key=record["to"].encode(), value=answer)
+            delivery.produce(catalog.approved, record["to"].encode(), answer)
 
     app.agent(inputs, name="answer")(answer)
     return app

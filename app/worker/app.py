@@ -166,10 +166,8 @@ class Stopguard:
         inputs = (catalog.inbound, catalog.requests, catalog.imports, catalog.rekeyed)
         self._input_topics = set(inputs)
         self.inputs = self.app.topic(*inputs)
+        # Decisions and consent events leave through the outbox, by name.
         self.rekeyed = self.app.topic(catalog.rekeyed)
-        self.approved = self.app.topic(catalog.approved)
-        self.rejected = self.app.topic(catalog.rejected)
-        self.events = self.app.topic(catalog.events)
         self.deadletter = self.app.topic(catalog.deadletter)
 
     def _declare_tables(self) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,7 +109,6 @@ class DeliveryProducer(Service):  # type: ignore[misc]
         key: bytes | None,
         value: bytes | None,
         partition: int | None = None,
-        headers: Mapping[str, bytes] | None = None,
     ) -> asyncio.Future[Delivered]:
         """Hand a record to librdkafka; the future settles at its delivery."""
         if self._producer is None:
@@ -130,8 +128,6 @@ class DeliveryProducer(Service):  # type: ignore[misc]
         options: dict[str, Any] = {"on_delivery": report}
         if partition is not None:
             options["partition"] = partition
-        if headers:
-            options["headers"] = dict(headers)
         while True:
             try:
                 self._producer.produce(topic, value, key, **options)

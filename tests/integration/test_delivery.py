@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from app.settings import Settings
 from app.worker.delivery import Delivered, DeliveryError, DeliveryProducer
@@ -16,9 +14,7 @@ from tests.support.broker import BrokerUnderTest
 def test_each_record_is_reported_where_it_was_written_in_order(
     broker: BrokerUnderTest,
 ) -> None:
-    topic = f"delivery-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
-    admin.create_topics([NewTopic(topic, 2, 1)])[topic].result(30)
+    topic = broker.new_topic("delivery", partitions=2)
     settings = Settings(bootstrap_servers=broker.bootstrap_servers)
 
     async def produce() -> list[Delivered]:
@@ -51,9 +47,7 @@ def test_each_record_is_reported_where_it_was_written_in_order(
 
 
 def test_a_refused_record_fails_its_future(broker: BrokerUnderTest) -> None:
-    topic = f"delivery-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
-    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+    topic = broker.new_topic("delivery", partitions=1)
     settings = Settings(bootstrap_servers=broker.bootstrap_servers)
 
     async def produce_to_a_missing_partition() -> BaseException | None:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 from faust.types import TP
 
 from app.worker.tansu import exact_end_offsets
@@ -18,9 +16,7 @@ from tests.support.broker import BrokerUnderTest
 def test_end_offsets_count_every_record_of_the_last_batch(
     broker: BrokerUnderTest,
 ) -> None:
-    topic = f"end-offsets-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
-    admin.create_topics([NewTopic(topic, 3, 1)])[topic].result(30)
+    topic = broker.new_topic("end-offsets", partitions=3)
     # Partition 0 ends in a batch of five records, partition 1 in a batch of
     # one, partition 2 stays empty.
     producer = Producer(

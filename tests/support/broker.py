@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from app.tools.broker import EmbeddedBroker, free_port
 
@@ -27,6 +30,13 @@ def _docker_engine_answers() -> bool:
 class BrokerUnderTest:
     bootstrap_servers: str
     flavour: str  # "kafka" or "tansu", as STOPGUARD_BROKER_FLAVOUR
+
+    def new_topic(self, prefix: str, partitions: int) -> str:
+        """Create a topic of its own for one test; its name."""
+        topic = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
+        admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(30)
+        return topic
 
 
 @contextmanager
